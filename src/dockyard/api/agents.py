@@ -1,0 +1,110 @@
+"""Agents and agent versions under `/api/projects/{project}`: parse, call the control plane, shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api import wire
+from dockyard.api.dependencies import authenticate, json_body, project, services, wire_shape
+from dockyard.domain.definitions import WireShape
+from dockyard.domain.paging import Page, PageRequest
+
+router = APIRouter(prefix="/api/projects/{project}", dependencies=[Depends(authenticate)])
+
+
+def _page(
+    limit: int | None = Query(None), order: str | None = Query(None),
+    after: str | None = Query(None), before: str | None = Query(None),
+) -> PageRequest:
+    return PageRequest.parse(limit, order, after, before)
+
+
+@router.get("/agents")
+def list_agents(
+    request: Request, shape: WireShape = Depends(wire_shape), project: str = Depends(project),
+    page: PageRequest = Depends(_page), kind: str | None = Query(None),
+) -> dict[str, Any]:
+    control = services(request).control_plane
+    if kind not in (None, "hosted"):
+        # dockyard holds hosted agents only, so any other kind is an empty list, not an error.
+        return wire.page_to_wire(Page([], False), [])
+    result = control.list_agents(project, page)
+    return wire.page_to_wire(result, [wire.agent_to_wire(agent, shape) for agent in result.items])
+
+
+@router.post("/agents")
+async def create_agent(
+    request: Request, shape: WireShape = Depends(wire_shape), project: str = Depends(project),
+    body: dict[str, Any] = Depends(json_body),
+) -> dict[str, Any]:
+    agent = await _threaded(request, lambda c: c.create_agent(project, body))
+    return wire.agent_to_wire(agent, shape)
+
+
+@router.get("/agents/{agent_name}")
+def get_agent(
+    request: Request, agent_name: str, shape: WireShape = Depends(wire_shape), project: str = Depends(project)
+) -> dict[str, Any]:
+    return wire.agent_to_wire(services(request).control_plane.get_agent(project, agent_name), shape)
+
+
+@router.post("/agents/{agent_name}")
+async def update_agent(
+    request: Request, agent_name: str, shape: WireShape = Depends(wire_shape), project: str = Depends(project),
+    body: dict[str, Any] = Depends(json_body),
+) -> dict[str, Any]:
+    agent = await _threaded(request, lambda c: c.update_agent(project, agent_name, body))
+    return wire.agent_to_wire(agent, shape)
+
+
+@router.delete("/agents/{agent_name}")
+def delete_agent(
+    request: Request, agent_name: str, _shape: WireShape = Depends(wire_shape), project: str = Depends(project),
+    force: bool = Query(False),
+) -> dict[str, Any]:
+    services(request).control_plane.delete_agent(project, agent_name, force=force)
+    return wire.agent_deleted(agent_name)
+
+
+@router.post("/agents/{agent_name}/versions")
+async def create_version(
+    request: Request, agent_name: str, shape: WireShape = Depends(wire_shape), project: str = Depends(project),
+    body: dict[str, Any] = Depends(json_body),
+) -> dict[str, Any]:
+    version = await _threaded(request, lambda c: c.create_version(project, agent_name, body))
+    return wire.version_to_wire(version, shape)
+
+
+@router.get("/agents/{agent_name}/versions")
+def list_versions(
+    request: Request, agent_name: str, shape: WireShape = Depends(wire_shape), project: str = Depends(project),
+    page: PageRequest = Depends(_page),
+) -> dict[str, Any]:
+    result = services(request).control_plane.list_versions(project, agent_name, page)
+    return wire.page_to_wire(result, [wire.version_to_wire(v, shape) for v in result.items])
+
+
+@router.get("/agents/{agent_name}/versions/{agent_version}")
+def get_version(
+    request: Request, agent_name: str, agent_version: str, shape: WireShape = Depends(wire_shape),
+    project: str = Depends(project),
+) -> dict[str, Any]:
+    return wire.version_to_wire(services(request).control_plane.get_version(project, agent_name, agent_version), shape)
+
+
+@router.delete("/agents/{agent_name}/versions/{agent_version}")
+def delete_version(
+    request: Request, agent_name: str, agent_version: str, _shape: WireShape = Depends(wire_shape),
+    project: str = Depends(project), force: bool = Query(False),
+) -> dict[str, Any]:
+    version = services(request).control_plane.get_version(project, agent_name, agent_version)
+    services(request).control_plane.delete_version(project, agent_name, agent_version, force=force)
+    return wire.version_deleted(agent_name, version.version)
+
+
+async def _threaded(request: Request, call: Any) -> Any:
+    """Run a blocking control-plane call off the event loop (the body was read asynchronously)."""
+    return await run_in_threadpool(call, services(request).control_plane)

@@ -1,0 +1,103 @@
+"""What every project route checks before it does anything: token, api-version, project, body.
+
+The order is the one callers should see: an unauthenticated call learns only that it is
+unauthenticated; an authenticated one with a bad api-version learns which versions are supported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from dockyard.domain.definitions import WireShape
+from dockyard.domain.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
+from dockyard.identity.tokens import InvalidToken, Principal, TokenAuthority
+from dockyard.settings import Settings
+from dockyard.control_plane import ControlPlane
+
+
+@dataclass(frozen=True)
+class Services:
+    """What route handlers need, built once at start-up and kept on `app.state.services`."""
+
+    settings: Settings
+    control_plane: ControlPlane
+    authority: TokenAuthority
+    identity_secret: str
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def authenticate(request: Request) -> Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized(
+            "The request has no bearer token. Authenticate with DefaultAzureCredential after "
+            "`eval \"$(dockyard env)\"`, or send 'Authorization: Bearer <token>'.",
+            code="MissingToken",
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.", code="InvalidAuthenticationScheme")
+    try:
+        principal = services(request).authority.verify(token.strip())
+    except InvalidToken as exc:
+        raise Unauthorized(exc.reason, code="InvalidToken") from None
+    request.state.principal = principal
+    return principal
+
+
+def wire_shape(request: Request) -> WireShape:
+    api_version = request.query_params.get("api-version")
+    supported = ", ".join(WireShape.supported())
+    if not api_version:
+        raise BadRequest(
+            f"The 'api-version' query parameter is required. Supported versions: {supported}.",
+            code="MissingApiVersionParameter",
+            param="api-version",
+        )
+    try:
+        return WireShape(api_version)
+    except ValueError:
+        raise BadRequest(
+            f"api-version {api_version!r} is not supported. Supported versions: {supported} "
+            "(2025-11-15-preview is what azure-ai-projects 2.0.0b3 sends; v1 is what 2.x sends).",
+            code="UnsupportedApiVersion",
+            param="api-version",
+        ) from None
+
+
+def project(request: Request) -> str:
+    name = request.path_params["project"]
+    if name not in services(request).settings.projects:
+        known = ", ".join(services(request).settings.projects)
+        raise NotFound(
+            f"Project {name!r} does not exist on this dockyard. Known projects: {known}. "
+            "Use the AZURE_AI_PROJECT_ENDPOINT that `dockyard env` prints.",
+            code="ProjectNotFound",
+        )
+    return name
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    limit = services(request).settings.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The request body is not valid JSON ({exc}).", code="InvalidRequestBody") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.", code="InvalidRequestBody")
+    return body

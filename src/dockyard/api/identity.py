@@ -1,0 +1,51 @@
+"""The App Service managed-identity endpoint, which makes `DefaultAzureCredential()` work unchanged.
+
+azure-identity, seeing IDENTITY_ENDPOINT and IDENTITY_HEADER, sends
+`GET IDENTITY_ENDPOINT?api-version=2019-08-01&resource=https://ai.azure.com` with the secret in
+`X-IDENTITY-HEADER`, and expects `{access_token, expires_on, resource, token_type}` back. The secret
+is the only credential here, so it is compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from dockyard.api.dependencies import services
+from dockyard.api.errors import error_response
+
+router = APIRouter()
+
+IDENTITY_PATH = "/msi/token"
+IDENTITY_API_VERSION = "2019-08-01"
+LOCAL_SUBJECT = "local-developer"
+
+
+@router.get(IDENTITY_PATH, response_model=None)
+def issue_token(request: Request) -> JSONResponse | dict[str, Any]:
+    secret = request.headers.get("x-identity-header", "")
+    if not hmac.compare_digest(secret.encode(), services(request).identity_secret.encode()):
+        return error_response(
+            401,
+            "InvalidIdentityHeader",
+            "The X-IDENTITY-HEADER value is missing or wrong. Set IDENTITY_HEADER from `dockyard env` "
+            "for this dockyard's home.",
+        )
+    api_version = request.query_params.get("api-version")
+    if api_version != IDENTITY_API_VERSION:
+        return error_response(
+            400, "UnsupportedApiVersion", f"The identity endpoint speaks api-version {IDENTITY_API_VERSION}."
+        )
+    resource = request.query_params.get("resource")
+    if not resource:
+        return error_response(400, "MissingResource", "Name the token's audience in the 'resource' query parameter.")
+    token = services(request).authority.issue(LOCAL_SUBJECT, resource)
+    return {
+        "access_token": token.access_token,
+        "expires_on": str(token.expires_on),
+        "resource": token.resource,
+        "token_type": "Bearer",
+    }

@@ -1,0 +1,228 @@
+"""Hosted-agent definitions: two wire shapes in, one model stored, the caller's shape out.
+
+The 2.0.0b3 SDK (api-version `2025-11-15-preview`) sends a hosted definition as
+`{kind, image, container_protocol_versions, cpu, memory, tools, environment_variables}`; 2.x
+(api-version `v1`) sends `{kind, cpu, memory, container_configuration: {image, registry_connection_id}
+| code_configuration, protocol_versions, environment_variables, session_configuration, …}`.
+Both describe the same thing, so both become one `HostedDefinition`, and each caller gets it back in
+the shape its SDK deserializes. Fields dockyard does not interpret are kept verbatim in `options` so
+nothing a caller sent is silently dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.domain.errors import BadRequest
+from dockyard.domain.images import parse_image_reference
+from dockyard.domain.protocols import ProtocolVersion, parse_protocol_versions
+from dockyard.domain.resources import validate_cpu, validate_memory
+from dockyard.domain.tools import validate_tools
+
+
+class WireShape(enum.Enum):
+    """How an api-version spells a hosted definition. The value is the api-version the SDK sends."""
+
+    PREVIEW = "2025-11-15-preview"
+    V1 = "v1"
+
+    @classmethod
+    def supported(cls) -> list[str]:
+        return [shape.value for shape in cls]
+
+
+# Keys each shape uses for the parts dockyard interprets; everything else lands in `options`.
+_INTERPRETED = {
+    "kind",
+    "image",
+    "container_protocol_versions",
+    "protocol_versions",
+    "container_configuration",
+    "code_configuration",
+    "cpu",
+    "memory",
+    "tools",
+    "environment_variables",
+}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class HostedDefinition:
+    protocols: tuple[ProtocolVersion, ...]
+    cpu: str
+    memory: str
+    image: str | None = None
+    registry_connection_id: str | None = None
+    code_configuration: dict[str, Any] | None = None
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    # -- wire ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_wire(cls, wire: object) -> HostedDefinition:
+        """Parse and validate a definition in either SDK shape."""
+        if not isinstance(wire, dict):
+            raise BadRequest("'definition' must be an object.", code="InvalidDefinition", param="definition")
+        kind = wire.get("kind")
+        if kind != "hosted":
+            raise BadRequest(
+                f"Agent kind {kind!r} is not supported: dockyard runs hosted agents only. "
+                "Send a hosted definition (ImageBasedHostedAgentDefinition in 2.0.0b3, HostedAgentDefinition in 2.x).",
+                code="UnsupportedAgentKind",
+                param="definition.kind",
+            )
+        image, registry_connection_id = _image_from(wire)
+        code_configuration = wire.get("code_configuration")
+        if code_configuration is not None and not isinstance(code_configuration, dict):
+            raise BadRequest(
+                "definition.code_configuration must be an object.", code="InvalidDefinition", param="definition"
+            )
+        if (image is None) == (code_configuration is None):
+            raise BadRequest(
+                "A hosted definition needs exactly one of an image (`image`, or `container_configuration.image` "
+                "in 2.x) or `code_configuration`.",
+                code=("InvalidDefinition" if image is not None else "InvalidContainerImage"),
+                param="definition.image",
+            )
+        if image is not None:
+            parse_image_reference(image)
+        return cls(
+            protocols=_protocols_from(wire),
+            cpu=validate_cpu(wire.get("cpu")),
+            memory=validate_memory(wire.get("memory")),
+            image=image,
+            registry_connection_id=registry_connection_id,
+            code_configuration=code_configuration,
+            environment_variables=_environment_from(wire.get("environment_variables")),
+            tools=validate_tools(wire.get("tools")),
+            options={k: v for k, v in wire.items() if k not in _INTERPRETED},
+        )
+
+    def to_wire(self, shape: WireShape) -> dict[str, Any]:
+        """This definition as the SDK speaking `shape` expects to deserialize it."""
+        wire: dict[str, Any] = {"kind": "hosted", "cpu": self.cpu, "memory": self.memory}
+        protocols = [p.to_wire() for p in self.protocols]
+        if shape is WireShape.PREVIEW:
+            if self.image is not None:
+                wire["image"] = self.image
+            wire["container_protocol_versions"] = protocols
+        else:
+            if self.image is not None:
+                container: dict[str, Any] = {"image": self.image}
+                if self.registry_connection_id:
+                    container["registry_connection_id"] = self.registry_connection_id
+                wire["container_configuration"] = container
+            wire["protocol_versions"] = protocols
+        if self.code_configuration is not None:
+            wire["code_configuration"] = self.code_configuration
+        wire["environment_variables"] = dict(self.environment_variables)
+        if self.tools is not None:
+            wire["tools"] = self.tools
+        wire.update(self.options)
+        return wire
+
+    # -- storage ------------------------------------------------------------------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-able form for the store; stable across api-versions."""
+        return {
+            "protocols": [p.to_wire() for p in self.protocols],
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "image": self.image,
+            "registry_connection_id": self.registry_connection_id,
+            "code_configuration": self.code_configuration,
+            "environment_variables": self.environment_variables,
+            "tools": self.tools,
+            "options": self.options,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> HostedDefinition:
+        return cls(
+            protocols=tuple(ProtocolVersion(**p) for p in record["protocols"]),
+            cpu=record["cpu"],
+            memory=record["memory"],
+            image=record.get("image"),
+            registry_connection_id=record.get("registry_connection_id"),
+            code_configuration=record.get("code_configuration"),
+            environment_variables=dict(record.get("environment_variables") or {}),
+            tools=record.get("tools"),
+            options=dict(record.get("options") or {}),
+        )
+
+
+def _image_from(wire: dict[str, Any]) -> tuple[str | None, str | None]:
+    flat = wire.get("image")
+    container = wire.get("container_configuration")
+    if container is not None and not isinstance(container, dict):
+        raise BadRequest(
+            "definition.container_configuration must be an object with 'image'.",
+            code="InvalidContainerImage",
+            param="definition.container_configuration",
+        )
+    nested = container.get("image") if container else None
+    if flat is not None and nested is not None and flat != nested:
+        raise BadRequest(
+            f"definition.image {flat!r} and definition.container_configuration.image {nested!r} disagree; send one.",
+            code="InvalidContainerImage",
+            param="definition.image",
+        )
+    image = flat if flat is not None else nested
+    if image is not None and not isinstance(image, str):
+        raise BadRequest(f"definition.image must be a string; got {image!r}.", code="InvalidContainerImage")
+    connection = container.get("registry_connection_id") if container else None
+    if connection is not None and not isinstance(connection, str):
+        raise BadRequest(
+            "definition.container_configuration.registry_connection_id must be a string.",
+            code="InvalidDefinition",
+            param="definition.container_configuration.registry_connection_id",
+        )
+    return image, connection
+
+
+def _protocols_from(wire: dict[str, Any]) -> tuple[ProtocolVersion, ...]:
+    legacy = wire.get("container_protocol_versions")
+    current = wire.get("protocol_versions")
+    if legacy is not None and current is not None and legacy != current:
+        raise BadRequest(
+            "definition.container_protocol_versions and definition.protocol_versions disagree; send one.",
+            code="InvalidProtocolVersions",
+            param="definition.protocol_versions",
+        )
+    if current is not None:
+        return parse_protocol_versions(current, field="protocol_versions")
+    return parse_protocol_versions(legacy, field="container_protocol_versions")
+
+
+def _environment_from(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(
+            "definition.environment_variables must be an object mapping names to string values.",
+            code="InvalidEnvironmentVariables",
+            param="definition.environment_variables",
+        )
+    for name, item in value.items():
+        if not _ENV_NAME.match(name):
+            raise BadRequest(
+                f"Environment variable name {name!r} is not valid: use letters, digits and underscores, "
+                "not starting with a digit.",
+                code="InvalidEnvironmentVariables",
+                param="definition.environment_variables",
+            )
+        if not isinstance(item, str):
+            raise BadRequest(
+                f"Environment variable {name!r} must have a string value; got {type(item).__name__}. "
+                "Quote numbers and booleans.",
+                code="InvalidEnvironmentVariables",
+                param="definition.environment_variables",
+            )
+    return dict(value)

@@ -1,0 +1,112 @@
+"""`dockyard up`: prepare the home, bind the port, serve HTTPS until told to stop.
+
+The port is bound here, before uvicorn starts, so "port taken" is one clear line and a non-zero exit
+rather than a traceback; uvicorn then serves on that socket and shuts down gracefully on SIGINT or
+SIGTERM. What is being served is recorded in the home so `dockyard env` can point at it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import logging.config
+import os
+import socket
+import time
+import uuid
+
+import uvicorn
+
+from dockyard.api.app import create_app
+from dockyard.api.dependencies import Services
+from dockyard.api.identity import IDENTITY_PATH
+from dockyard.control_plane import ControlPlane
+from dockyard.home import Home
+from dockyard.identity.tls import ensure_tls
+from dockyard.identity.tokens import TokenAuthority
+from dockyard.logs import logging_config
+from dockyard.settings import Settings
+from dockyard.store.agents import AgentStore
+from dockyard.store.database import migrate, open_engine, sqlite_url
+
+log = logging.getLogger("dockyard.server")
+
+
+class StartupError(Exception):
+    """dockyard cannot start; the message is the one line to show."""
+
+
+def local_host(host: str) -> str:
+    """The address a client on this machine should use for a server bound to `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def base_url(host: str, port: int) -> str:
+    host = local_host(host)
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def build_services(settings: Settings, home: Home) -> Services:
+    engine = open_engine(sqlite_url(home.database))
+    migrate(engine)
+    return Services(
+        settings=settings,
+        control_plane=ControlPlane(AgentStore(engine), capability_host=settings.capability_host),
+        authority=TokenAuthority.from_home(home, lifetime_seconds=settings.token_lifetime_seconds),
+        identity_secret=home.identity_secret(),
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} on {host} is already in use (another dockyard?). Stop it or pass --port N."
+            ) from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> None:
+    logging.config.dictConfig(logging_config(settings.log_level))
+    home = Home(settings.home).ensure()
+    sock = bind(settings.host, settings.port)
+    ensure_tls(home, extra_names=[] if settings.host in ("0.0.0.0", "::", "") else [settings.host])
+    app = create_app(build_services(settings, home))
+    config = uvicorn.Config(
+        app,
+        ssl_certfile=str(home.server_cert),
+        ssl_keyfile=str(home.server_key),
+        log_config=logging_config(settings.log_level),
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    url = base_url(settings.host, settings.port)
+    home.write_server_record({
+        "pid": os.getpid(),
+        "instance_id": str(uuid.uuid4()),
+        "host": settings.host,
+        "port": settings.port,
+        "url": url,
+        "endpoint": f"{url}/api/projects/{settings.projects[0]}",
+        "identity_endpoint": f"{url}{IDENTITY_PATH}",
+        "started_at": int(time.time()),
+    })
+    log.info(
+        "dockyard serving %s; in another shell run: eval \"$(dockyard env --home %s)\"",
+        url, home.root, extra={"home": str(home.root), "capability_host": settings.capability_host},
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        home.clear_server_record(os.getpid())
+        log.info("dockyard stopped")

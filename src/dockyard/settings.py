@@ -1,0 +1,26 @@
+"""What a running dockyard is configured with. Defaults are the embedded ones `make run` uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dockyard.home import default_home
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8443
+DEFAULT_PROJECT = "default"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    # Foundry answers CapabilityHostNotFound to accounts without one; `--no-capability-host` shows that.
+    capability_host: bool = True
+    projects: tuple[str, ...] = (DEFAULT_PROJECT,)
+    token_lifetime_seconds: int = 3600
+    # Control-plane requests are small JSON; anything bigger is refused with 413 before it is parsed.
+    max_request_bytes: int = 1024 * 1024
+    log_level: str = "info"

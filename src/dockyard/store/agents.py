@@ -1,0 +1,287 @@
+"""Agents and versions in the database.
+
+This is the desired state of the system: what users asked for. The runtime's observations come back
+through `set_version_status`, which only allows the moves the version lifecycle allows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, Select, and_, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from dockyard.domain.agents import Agent, AgentVersion, VersionError, VersionStatus, can_transition, parse_version_number
+from dockyard.domain.definitions import HostedDefinition
+from dockyard.domain.errors import BadRequest, Conflict, NotFound
+from dockyard.domain.paging import Page, PageRequest
+from dockyard.store.database import READONLY
+from dockyard.store.tables import AgentRow, AgentVersionRow
+
+
+def _unix_now() -> int:
+    return int(time.time())
+
+
+class AgentStore:
+    def __init__(self, engine: Engine, *, clock: Callable[[], int] = _unix_now) -> None:
+        self._engine = engine
+        self._reader = engine.execution_options(**{READONLY: True})
+        self._clock = clock
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._reader, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # -- versions -----------------------------------------------------------------------------------
+
+    def create_version(
+        self,
+        project: str,
+        agent_name: str,
+        definition: HostedDefinition,
+        *,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> AgentVersion:
+        """Add the next version of an agent, creating the agent on its first version."""
+        now = self._clock()
+        with self._write() as session:
+            agent = session.scalars(
+                select(AgentRow).where(AgentRow.project == project, AgentRow.name == agent_name)
+            ).one_or_none()
+            if agent is None:
+                agent = AgentRow(project=project, name=agent_name, created_at=now, last_version=0)
+                session.add(agent)
+                session.flush()
+            # One atomic increment hands out the number, even where transactions overlap.
+            number = session.execute(
+                update(AgentRow)
+                .where(AgentRow.id == agent.id)
+                .values(last_version=AgentRow.last_version + 1)
+                .returning(AgentRow.last_version)
+            ).scalar_one()
+            row = AgentVersionRow(
+                agent_id=agent.id,
+                number=number,
+                created_at=now,
+                updated_at=now,
+                description=description,
+                metadata_=dict(metadata or {}),
+                definition=definition.to_record(),
+                status=VersionStatus.CREATING.value,
+            )
+            session.add(row)
+            session.flush()
+            return _version(agent_name, row)
+
+    def get_version(self, project: str, agent_name: str, version: str) -> AgentVersion:
+        number = parse_version_number(version)
+        with self._read() as session:
+            agent = self._agent_row(session, project, agent_name)
+            row = None
+            if number is not None:
+                row = session.scalars(
+                    select(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
+                ).one_or_none()
+            if row is None:
+                raise _version_not_found(agent_name, version)
+            return _version(agent_name, row)
+
+    def list_versions(self, project: str, agent_name: str, request: PageRequest) -> Page[AgentVersion]:
+        with self._read() as session:
+            agent = self._agent_row(session, project, agent_name)
+            stmt = select(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id)
+            rows, has_more = _paged(
+                session,
+                stmt,
+                AgentVersionRow.number,
+                request,
+                after=_version_cursor(request.after),
+                before=_version_cursor(request.before),
+            )
+            return Page([_version(agent_name, row[0]) for row in rows], has_more)
+
+    def delete_version(self, project: str, agent_name: str, version: str) -> None:
+        """Remove a version; removing an agent's last version removes the agent."""
+        number = parse_version_number(version)
+        with self._write() as session:
+            agent = self._agent_row(session, project, agent_name)
+            deleted = 0
+            if number is not None:
+                deleted = session.execute(
+                    delete(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
+                ).rowcount
+            if not deleted:
+                raise _version_not_found(agent_name, version)
+            remaining = session.scalar(
+                select(func.count()).select_from(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id)
+            )
+            if not remaining:
+                session.delete(agent)
+
+    def set_version_status(
+        self,
+        project: str,
+        agent_name: str,
+        version: str,
+        status: VersionStatus,
+        error: VersionError | None = None,
+    ) -> AgentVersion:
+        """Record what the runtime observed, refusing moves the lifecycle does not allow."""
+        number = parse_version_number(version)
+        with self._write() as session:
+            agent = self._agent_row(session, project, agent_name)
+            row = session.scalars(
+                select(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
+            ).one_or_none()
+            if row is None:
+                raise _version_not_found(agent_name, version)
+            current = VersionStatus(row.status)
+            if not can_transition(current, status):
+                raise Conflict(
+                    f"Version {agent_name}:{version} cannot move from {current.value} to {status.value}.",
+                    code="InvalidStatusTransition",
+                )
+            row.status = status.value
+            row.error_code = error.code if error else None
+            row.error_message = error.message if error else None
+            row.updated_at = self._clock()
+            return _version(agent_name, row)
+
+    # -- agents -------------------------------------------------------------------------------------
+
+    def get_agent(self, project: str, agent_name: str) -> Agent:
+        with self._read() as session:
+            rows = session.execute(_agents_with_latest(project).where(AgentRow.name == agent_name)).all()
+            if not rows:
+                raise _agent_not_found(agent_name)
+            return _agent(*rows[0])
+
+    def list_agents(self, project: str, request: PageRequest) -> Page[Agent]:
+        with self._read() as session:
+            after = self._agent_cursor(session, project, request.after)
+            before = self._agent_cursor(session, project, request.before)
+            rows, has_more = _paged(session, _agents_with_latest(project), AgentRow.id, request, after=after, before=before)
+            return Page([_agent(agent, version) for agent, version in rows], has_more)
+
+    def delete_agent(self, project: str, agent_name: str) -> None:
+        with self._write() as session:
+            agent = self._agent_row(session, project, agent_name)
+            session.execute(delete(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id))
+            session.delete(agent)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _agent_row(session: Session, project: str, agent_name: str) -> AgentRow:
+        agent = session.scalars(
+            select(AgentRow).where(AgentRow.project == project, AgentRow.name == agent_name)
+        ).one_or_none()
+        if agent is None:
+            raise _agent_not_found(agent_name)
+        return agent
+
+    @staticmethod
+    def _agent_cursor(session: Session, project: str, cursor: str | None) -> int | None:
+        if cursor is None:
+            return None
+        key = session.scalar(select(AgentRow.id).where(AgentRow.project == project, AgentRow.name == cursor))
+        if key is None:
+            raise BadRequest(
+                f"The paging cursor {cursor!r} names no agent in this project (was it deleted?). "
+                "Start the listing again without 'after'/'before'.",
+                code="InvalidPaging",
+                param="after",
+            )
+        return key
+
+
+def _agents_with_latest(project: str) -> Select[Any]:
+    latest = (
+        select(AgentVersionRow.agent_id, func.max(AgentVersionRow.number).label("number"))
+        .group_by(AgentVersionRow.agent_id)
+        .subquery()
+    )
+    return (
+        select(AgentRow, AgentVersionRow)
+        .join(latest, latest.c.agent_id == AgentRow.id)
+        .join(AgentVersionRow, and_(AgentVersionRow.agent_id == AgentRow.id, AgentVersionRow.number == latest.c.number))
+        .where(AgentRow.project == project)
+    )
+
+
+def _paged(
+    session: Session, stmt: Select[Any], key: Any, request: PageRequest, *, after: int | None, before: int | None
+) -> tuple[list[Any], bool]:
+    """One page of `stmt` walked along the integer `key`, in the requested order."""
+    descending = request.order == "desc"
+    reverse = False
+    if after is not None:
+        stmt = stmt.where(key < after if descending else key > after)
+    elif before is not None:
+        # The page just before the cursor: walk away from it, then flip back into the requested order.
+        stmt = stmt.where(key > before if descending else key < before)
+        descending, reverse = not descending, True
+    stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(request.limit + 1)
+    rows = list(session.execute(stmt).all())
+    has_more = len(rows) > request.limit
+    rows = rows[: request.limit]
+    if reverse:
+        rows.reverse()
+    return rows, has_more
+
+
+def _version_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    number = parse_version_number(cursor)
+    if number is None:
+        raise BadRequest(
+            f"The paging cursor {cursor!r} is not a version id (such as 'my-agent:3').",
+            code="InvalidPaging",
+            param="after",
+        )
+    return number
+
+
+def _version(agent_name: str, row: AgentVersionRow) -> AgentVersion:
+    error = VersionError(row.error_code, row.error_message or "") if row.error_code else None
+    return AgentVersion(
+        agent_name=agent_name,
+        number=row.number,
+        created_at=row.created_at,
+        definition=HostedDefinition.from_record(row.definition),
+        description=row.description,
+        metadata=dict(row.metadata_ or {}),
+        status=VersionStatus(row.status),
+        error=error,
+    )
+
+
+def _agent(agent: AgentRow, latest: AgentVersionRow) -> Agent:
+    return Agent(name=agent.name, created_at=agent.created_at, latest=_version(agent.name, latest))
+
+
+def _agent_not_found(agent_name: str) -> NotFound:
+    return NotFound(
+        f"Agent {agent_name!r} was not found in this project. List agents with client.agents.list() to see what exists.",
+        code="AgentNotFound",
+    )
+
+
+def _version_not_found(agent_name: str, version: str) -> NotFound:
+    return NotFound(
+        f"Version {version!r} of agent {agent_name!r} was not found. "
+        "List versions with client.agents.list_versions(agent_name=...) to see what exists.",
+        code="AgentVersionNotFound",
+    )

@@ -1,0 +1,59 @@
+"""Opening the database and bringing its schema up to date.
+
+SQLite is the default: one file in dockyard's home, in WAL mode so readers never wait for the writer.
+Every write transaction starts with `BEGIN IMMEDIATE`, taking SQLite's write lock up front; with the
+busy timeout, concurrent writers queue instead of failing with "database is locked" half-way through
+a read-then-write (which is how version numbers would otherwise collide). Read-only transactions,
+marked with the `READONLY` execution option, begin deferred and run beside the writer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+# Execution option for transactions that only read: they begin deferred and never wait for writers.
+READONLY = "dockyard_readonly"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def open_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        readonly = connection.get_execution_options().get(READONLY, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every migration the database has not seen yet. Safe to call on each start."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
