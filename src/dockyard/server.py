@@ -7,10 +7,12 @@ SIGTERM. What is being served is recorded in the home so `dockyard env` can poin
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import logging.config
 import os
+import signal
 import socket
 import time
 import uuid
@@ -44,6 +46,24 @@ def local_host(host: str) -> str:
 def base_url(host: str, port: int) -> str:
     host = local_host(host)
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus a ten-second hang on every stop.
+
+    On shutdown uvicorn closes idle keep-alive connections and waits for them to go; over TLS, a close
+    waits for the client's close_notify, which an idle SDK connection pool never sends. So: let every
+    in-flight request finish (that is the graceful part), then drop the idle connections at once.
+    """
+
+    async def _wait_tasks_to_complete(self) -> None:
+        while self.server_state.tasks and not self.force_exit:
+            await asyncio.sleep(0.05)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await super()._wait_tasks_to_complete()
 
 
 def build_services(settings: Settings, home: Home) -> Services:
@@ -89,7 +109,7 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     url = base_url(settings.host, settings.port)
     home.write_server_record({
         "pid": os.getpid(),
@@ -105,6 +125,10 @@ def serve(settings: Settings) -> None:
         "dockyard serving %s; in another shell run: eval \"$(dockyard env --home %s)\"",
         url, home.root, extra={"home": str(home.root), "capability_host": settings.capability_host},
     )
+    # uvicorn handles SIGINT/SIGTERM with a graceful shutdown, then re-raises the signal to whatever
+    # handler was there before. Make that a no-op so a requested stop exits 0 rather than 130 or -15.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:

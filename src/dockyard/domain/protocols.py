@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 from dockyard.domain.errors import PROTOCOL_VERSION_NOT_SUPPORTED, BadRequest
 
+# Every spelling seen in the SDKs' samples and tests, Microsoft's hosting-adapter manifests, the Azure
+# Developer CLI's agents extension and agent-framework samples (2.0.0 is what new manifests default to;
+# the adapters send `x-agent-foundry-call-id` only under 2.0.0). Docstring-only examples are not served.
 SERVED_PROTOCOLS: dict[str, tuple[str, ...]] = {
-    "responses": ("v1", "1", "1.0", "1.0.0", "v2", "2", "2.0", "2.0.0"),
-    "invocations": ("v1", "1", "1.0", "1.0.0", "v2", "2", "2.0", "2.0.0"),
+    "responses": ("v1", "1", "1.0.0", "2.0.0"),
+    "invocations": ("v1", "1", "1.0.0", "2.0.0"),
 }
 
 

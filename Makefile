@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both build .venv from scratch when it
+# is missing or when pyproject.toml changed, so nothing has to be installed by hand first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Set REQUIRE_ENGINE=1 (CI does) to make tests that need a container engine fail instead of skip.
+REQUIRE_ENGINE ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/dockyard up
+
+test: $(VENV)/.installed-dev
+	DOCKYARD_REQUIRE_ENGINE=$(REQUIRE_ENGINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

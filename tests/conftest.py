@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.process import DockyardProcess  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dockyard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardProcess]:
+    """One real `dockyard up` for a test module, with its own home."""
+    server = DockyardProcess(home=tmp_path_factory.mktemp("home")).start()
+    yield server
+    if server.process and server.process.poll() is None:
+        server.stop()
+
+
+@pytest.fixture
+def sdk_env(dockyard: DockyardProcess, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process's environment as after `eval "$(dockyard env)"`, so SDK code runs unchanged."""
+    env = dockyard.env()
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """With DOCKYARD_REQUIRE_ENGINE=1 (CI), a test that needs a container engine may not skip."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("engine") and os.environ.get("DOCKYARD_REQUIRE_ENGINE") == "1":
+        report.outcome = "failed"
+        report.longrepr = f"needs a container engine, and DOCKYARD_REQUIRE_ENGINE=1 forbids skipping: {report.longrepr}"
