@@ -95,7 +95,6 @@ def test_parse_version_number(text: str, number: int | None) -> None:
     assert parse_version_number(text) == number
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: agents.py uses str.isdigit(), true for '²', which int() refuses")
 def test_parse_version_number_ignores_non_ascii_digits() -> None:
     assert parse_version_number("agent:²") is None
 
@@ -160,7 +159,6 @@ def test_invalid_metadata(metadata: object, mentions: str) -> None:
     assert mentions in error.message
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: agents.py calls len() on metadata keys without checking they are strings")
 def test_metadata_with_non_string_key_is_a_bad_request() -> None:
     with pytest.raises(BadRequest):
         validate_metadata({1: "v"})

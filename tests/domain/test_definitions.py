@@ -284,7 +284,6 @@ def test_environment_variable_names_accepted(name: str) -> None:
     assert HostedDefinition.from_wire(wire(PREVIEW, environment_variables={name: ""})).environment_variables == {name: ""}
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: definitions.py drops unknown keys inside container_configuration")
 def test_unknown_container_configuration_fields_survive() -> None:
     sent = wire(V1, container_configuration={"image": IMAGE, "pull_policy": "always"})
     assert HostedDefinition.from_wire(sent).to_wire(WireShape.V1) == sent

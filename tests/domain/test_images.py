@@ -121,20 +121,17 @@ def test_is_floating(text: str, floating: bool) -> None:
     assert parse_image_reference(text).is_floating is floating
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: images.py lets an uppercase first path component through the domain branch")
 @pytest.mark.parametrize("text", ["Team/app", "Team/app:v1"])
 def test_uppercase_first_component_without_registry_is_rejected(text: str) -> None:
     with pytest.raises(BadRequest):
         parse_image_reference(text)
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: images.py matches with `$`, which also matches before a final newline")
 def test_trailing_newline_is_rejected() -> None:
     with pytest.raises(BadRequest):
         parse_image_reference("app:v1\n")
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: images.py's tag pattern uses Unicode `\\w`; the OCI grammar allows ASCII only")
 def test_non_ascii_tag_is_rejected() -> None:
     with pytest.raises(BadRequest):
         parse_image_reference("app:tåg")

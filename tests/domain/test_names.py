@@ -58,7 +58,6 @@ def test_non_string_agent_names(name: object) -> None:
     assert info.value.code == "InvalidAgentName"
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: names.py matches with `$`, which also matches before a final newline")
 def test_trailing_newline_is_rejected() -> None:
     with pytest.raises(BadRequest):
         validate_agent_name("agent\n")

@@ -78,33 +78,29 @@ def test_server_certificate_names(home: Home) -> None:
 
 @pytest.fixture
 def tls_server(home: Home) -> Iterator[int]:
-    """A TLS server on 127.0.0.1 presenting dockyard's server certificate; yields its port."""
+    """A TLS server on 127.0.0.1 presenting dockyard's server certificate for one connection; yields its port."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(home.server_cert, home.server_key)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
-    port = listener.getsockname()[1]
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
+    def serve_once() -> None:
+        try:
+            raw, _ = listener.accept()
+        except OSError:
+            return
+        with raw:
             try:
-                raw, _ = listener.accept()
-            except OSError:
-                return
-            with raw:
-                try:
-                    with context.wrap_socket(raw, server_side=True) as conn:
-                        conn.sendall(b"hello")
-                except (ssl.SSLError, OSError):
-                    pass
+                with context.wrap_socket(raw, server_side=True) as conn:
+                    conn.sendall(b"hello")
+            except OSError:  # includes the handshake failures the client provokes on purpose
+                pass
 
-    thread = threading.Thread(target=serve, daemon=True)
+    thread = threading.Thread(target=serve_once, daemon=True)
     thread.start()
-    yield port
-    stop.set()
-    listener.close()
-    thread.join(timeout=10)
+    with listener:
+        yield listener.getsockname()[1]
+        thread.join(timeout=10)
 
 
 def handshake(port: int, context: ssl.SSLContext, server_hostname: str) -> bytes:
@@ -113,7 +109,7 @@ def handshake(port: int, context: ssl.SSLContext, server_hostname: str) -> bytes
             return conn.recv(5)
 
 
-@pytest.mark.parametrize("server_hostname", ["localhost", "127.0.0.1"])
+@pytest.mark.parametrize("server_hostname", ["localhost", "127.0.0.1", "::1"])
 def test_server_certificate_verifies_against_the_ca(home: Home, tls_server: int, server_hostname: str) -> None:
     context = ssl.create_default_context(cafile=str(home.ca_cert))
     assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
@@ -125,10 +121,11 @@ def test_server_certificate_verifies_against_the_bundle(home: Home, tls_server: 
     assert handshake(tls_server, context, "localhost") == b"hello"
 
 
-def test_server_certificate_does_not_cover_other_names(home: Home, tls_server: int) -> None:
+@pytest.mark.parametrize("server_hostname", ["example.com", "127.0.0.2", "::2"])
+def test_server_certificate_does_not_cover_other_names(home: Home, tls_server: int, server_hostname: str) -> None:
     context = ssl.create_default_context(cafile=str(home.ca_cert))
     with pytest.raises(ssl.SSLCertVerificationError):
-        handshake(tls_server, context, "example.com")
+        handshake(tls_server, context, server_hostname)
 
 
 def test_another_ca_does_not_verify_the_server(home: Home, tls_server: int, tmp_path: Path) -> None:

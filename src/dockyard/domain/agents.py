@@ -83,10 +83,15 @@ def version_id(agent_name: str, number: int) -> str:
     return f"{agent_name}:{number}"
 
 
-def parse_version_number(text: str) -> int | None:
-    """The number in a version string ("7") or version id ("agent:7"), or None if it has none."""
-    tail = text.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() and not tail.startswith("0") else None
+def parse_version_number(text: str, agent_name: str | None = None) -> int | None:
+    """The number in a version string ("7") or version id ("agent:7"), or None if it has none.
+
+    A version id names its agent; given `agent_name`, an id of another agent's version is None.
+    """
+    name, _, tail = text.rpartition(":")
+    if name and agent_name is not None and name != agent_name:
+        return None
+    return int(tail) if tail.isascii() and tail.isdigit() and not tail.startswith("0") else None
 
 
 def validate_metadata(metadata: Any) -> dict[str, str]:
@@ -101,7 +106,7 @@ def validate_metadata(metadata: Any) -> dict[str, str]:
             param="metadata",
         )
     for key, value in metadata.items():
-        if not isinstance(value, str) or len(key) > MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE:
+        if not isinstance(key, str) or not isinstance(value, str) or len(key) > MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE:
             raise BadRequest(
                 f"metadata[{key!r}] is invalid: keys are strings of at most {MAX_METADATA_KEY} characters and values "
                 f"strings of at most {MAX_METADATA_VALUE}.",

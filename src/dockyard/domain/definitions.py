@@ -11,6 +11,7 @@ nothing a caller sent is silently dropped.
 
 from __future__ import annotations
 
+import copy
 import enum
 import re
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ _INTERPRETED = {
     "tools",
     "environment_variables",
 }
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class HostedDefinition:
     code_configuration: dict[str, Any] | None = None
     environment_variables: dict[str, str] = field(default_factory=dict)
     tools: list[dict[str, Any]] | None = None
+    # Fields inside 2.x's container_configuration that dockyard does not interpret, kept for the way back.
+    container_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
     # -- wire ---------------------------------------------------------------------------------------
@@ -101,6 +104,10 @@ class HostedDefinition:
             code_configuration=code_configuration,
             environment_variables=_environment_from(wire.get("environment_variables")),
             tools=validate_tools(wire.get("tools")),
+            container_options={
+                k: v for k, v in (wire.get("container_configuration") or {}).items()
+                if k not in ("image", "registry_connection_id")
+            },
             options={k: v for k, v in wire.items() if k not in _INTERPRETED},
         )
 
@@ -117,14 +124,15 @@ class HostedDefinition:
                 container: dict[str, Any] = {"image": self.image}
                 if self.registry_connection_id:
                     container["registry_connection_id"] = self.registry_connection_id
+                container.update(copy.deepcopy(self.container_options))
                 wire["container_configuration"] = container
             wire["protocol_versions"] = protocols
         if self.code_configuration is not None:
-            wire["code_configuration"] = self.code_configuration
+            wire["code_configuration"] = copy.deepcopy(self.code_configuration)
         wire["environment_variables"] = dict(self.environment_variables)
         if self.tools is not None:
-            wire["tools"] = self.tools
-        wire.update(self.options)
+            wire["tools"] = copy.deepcopy(self.tools)
+        wire.update(copy.deepcopy(self.options))
         return wire
 
     # -- storage ------------------------------------------------------------------------------------
@@ -140,6 +148,7 @@ class HostedDefinition:
             "code_configuration": self.code_configuration,
             "environment_variables": self.environment_variables,
             "tools": self.tools,
+            "container_options": self.container_options,
             "options": self.options,
         }
 
@@ -154,6 +163,7 @@ class HostedDefinition:
             code_configuration=record.get("code_configuration"),
             environment_variables=dict(record.get("environment_variables") or {}),
             tools=record.get("tools"),
+            container_options=dict(record.get("container_options") or {}),
             options=dict(record.get("options") or {}),
         )
 
@@ -211,7 +221,7 @@ def _environment_from(value: object) -> dict[str, str]:
             param="definition.environment_variables",
         )
     for name, item in value.items():
-        if not _ENV_NAME.match(name):
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             raise BadRequest(
                 f"Environment variable name {name!r} is not valid: use letters, digits and underscores, "
                 "not starting with a digit.",

@@ -18,13 +18,14 @@ _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
 _REFERENCE = re.compile(
-    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+    rf"(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
 )
+_PATH = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 _MAX_NAME = 255
 
 
@@ -61,7 +62,7 @@ def _looks_like_registry(component: str) -> bool:
 def parse_image_reference(text: str) -> ImageReference:
     if not isinstance(text, str) or not text.strip():
         raise _invalid(text, "the image is empty")
-    match = _REFERENCE.match(text)
+    match = _REFERENCE.fullmatch(text)
     if match is None:
         raise _invalid(
             text,
@@ -72,6 +73,8 @@ def parse_image_reference(text: str) -> ImageReference:
     if domain is not None and not _looks_like_registry(domain):
         # "team/app" is a two-component repository on the default registry, not a host named "team".
         path, domain = f"{domain}/{path}", None
+        if not _PATH.fullmatch(path):
+            raise _invalid(text, "repository names are lowercase letters, digits and separators")
     if len((f"{domain}/" if domain else "") + path) > _MAX_NAME:
         raise _invalid(text, f"the repository name is longer than {_MAX_NAME} characters")
     return ImageReference(registry=domain, repository=path, tag=match["tag"], digest=match["digest"])

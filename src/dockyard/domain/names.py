@@ -12,7 +12,7 @@ import re
 from dockyard.domain.errors import BadRequest
 
 MAX_AGENT_NAME = 63
-_AGENT_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+_AGENT_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 
 AGENT_NAME_RULE = (
     "An agent name uses letters, digits and hyphens, starts with a letter, ends with a letter or digit, "
@@ -21,6 +21,6 @@ AGENT_NAME_RULE = (
 
 
 def validate_agent_name(name: str) -> str:
-    if not isinstance(name, str) or len(name) > MAX_AGENT_NAME or not _AGENT_NAME.match(name):
+    if not isinstance(name, str) or len(name) > MAX_AGENT_NAME or not _AGENT_NAME.fullmatch(name):
         raise BadRequest(f"Invalid agent name {name!r}. {AGENT_NAME_RULE}", code="InvalidAgentName", param="agent_name")
     return name

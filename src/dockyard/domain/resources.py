@@ -42,14 +42,14 @@ _SUFFIXES: dict[str, Decimal] = {
 
 # Kubernetes' quantity grammar: a signed decimal, then a binary or decimal SI suffix or a decimal exponent.
 _QUANTITY = re.compile(
-    r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|(?P<exponent>[eE][+-]?\d+))?$"
+    r"(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+    r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|(?P<exponent>[eE][+-]?[0-9]+))?"
 )
 
 
 def parse_quantity(text: str) -> Decimal:
     """The value of a Kubernetes quantity string; ValueError if it is not one."""
-    match = _QUANTITY.match(text.strip()) if isinstance(text, str) else None
+    match = _QUANTITY.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"{text!r} is not a quantity")
     try:
@@ -65,7 +65,7 @@ def validate_cpu(value: str | None) -> str:
     """The CPU request to store: the caller's spelling, once it is known to be within 0.5–4 cores."""
     if value is None or value == "":
         return DEFAULT_CPU
-    text = str(value)
+    text = str(value).strip()
     try:
         cores = parse_quantity(text)
     except ValueError:
@@ -89,7 +89,7 @@ def validate_memory(value: str | None) -> str:
     """The memory request to store: the caller's spelling, once it is known to be within 1Gi–8Gi."""
     if value is None or value == "":
         return DEFAULT_MEMORY
-    text = str(value)
+    text = str(value).strip()
     try:
         size = parse_quantity(text)
     except ValueError:

@@ -85,7 +85,7 @@ class AgentStore:
             return _version(agent_name, row)
 
     def get_version(self, project: str, agent_name: str, version: str) -> AgentVersion:
-        number = parse_version_number(version)
+        number = parse_version_number(version, agent_name)
         with self._read() as session:
             agent = self._agent_row(session, project, agent_name)
             row = None
@@ -106,14 +106,14 @@ class AgentStore:
                 stmt,
                 AgentVersionRow.number,
                 request,
-                after=_version_cursor(request.after),
-                before=_version_cursor(request.before),
+                after=_version_cursor(request.after, agent_name),
+                before=_version_cursor(request.before, agent_name),
             )
             return Page([_version(agent_name, row[0]) for row in rows], has_more)
 
     def delete_version(self, project: str, agent_name: str, version: str) -> None:
         """Remove a version; removing an agent's last version removes the agent."""
-        number = parse_version_number(version)
+        number = parse_version_number(version, agent_name)
         with self._write() as session:
             agent = self._agent_row(session, project, agent_name)
             deleted = 0
@@ -138,7 +138,7 @@ class AgentStore:
         error: VersionError | None = None,
     ) -> AgentVersion:
         """Record what the runtime observed, refusing moves the lifecycle does not allow."""
-        number = parse_version_number(version)
+        number = parse_version_number(version, agent_name)
         with self._write() as session:
             agent = self._agent_row(session, project, agent_name)
             row = session.scalars(
@@ -241,13 +241,13 @@ def _paged(
     return rows, has_more
 
 
-def _version_cursor(cursor: str | None) -> int | None:
+def _version_cursor(cursor: str | None, agent_name: str) -> int | None:
     if cursor is None:
         return None
-    number = parse_version_number(cursor)
+    number = parse_version_number(cursor, agent_name)
     if number is None:
         raise BadRequest(
-            f"The paging cursor {cursor!r} is not a version id (such as 'my-agent:3').",
+            f"The paging cursor {cursor!r} is not a version id of agent {agent_name!r} (such as '{agent_name}:3').",
             code="InvalidPaging",
             param="after",
         )

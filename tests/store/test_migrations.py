@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from dockyard.store.database import migrate, open_engine, sqlite_url
+from dockyard.store.tables import Base
+
+
+def schema_diff(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
+    engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
+    migrate(engine)
+    assert schema_diff(engine) == []
+    assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "alembic_version"}
+
+
+def test_an_empty_database_differs(tmp_path: Path) -> None:
+    # The comparison above must be able to fail.
+    engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
+    assert schema_diff(engine) != []
+
+
+def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "dockyard.db"
+    engine = open_engine(sqlite_url(path))
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO agents (project, name, created_at, last_version) VALUES ('default', 'kept', 1, 0)")
+        )
+    migrate(engine)
+    engine.dispose()
+
+    reopened = open_engine(sqlite_url(path))
+    migrate(reopened)
+    assert schema_diff(reopened) == []
+    with reopened.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(text("SELECT name FROM agents")).scalars().all() == ["kept"]
+
+
+def test_journal_mode_is_wal(tmp_path: Path) -> None:
+    engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_sqlite_url(tmp_path: Path) -> None:
+    assert sqlite_url(tmp_path / "d.db") == f"sqlite:///{tmp_path}/d.db"
