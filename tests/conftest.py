@@ -15,7 +15,7 @@ from support.process import DockyardProcess  # noqa: E402
 @pytest.fixture(scope="module")
 def dockyard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardProcess]:
     """One real `dockyard up` for a test module, with its own home."""
-    server = DockyardProcess(home=tmp_path_factory.mktemp("home")).start()
+    server = DockyardProcess(home=tmp_path_factory.mktemp("home"), extra_args=("--no-engine",)).start()
     yield server
     if server.process and server.process.poll() is None:
         server.stop()

@@ -6,6 +6,7 @@ knows nothing of HTTP or wire shapes, so the same calls serve the API, the CLI a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dockyard.domain.agents import Agent, AgentVersion, validate_description, validate_metadata
@@ -17,9 +18,13 @@ from dockyard.store.agents import AgentStore
 
 
 class ControlPlane:
-    def __init__(self, store: AgentStore, *, capability_host: bool = True) -> None:
+    def __init__(
+        self, store: AgentStore, *, capability_host: bool = True, on_change: Callable[[], None] = lambda: None
+    ) -> None:
         self.store = store
         self.capability_host = capability_host
+        # Called after desired state changes, so the reconciler acts now rather than at its next tick.
+        self.on_change = on_change
 
     def create_version(self, project: str, agent_name: str, body: dict[str, Any]) -> AgentVersion:
         validate_agent_name(agent_name)
@@ -33,13 +38,15 @@ class ControlPlane:
         if "definition" not in body:
             raise BadRequest("The request body needs a 'definition'.", code="InvalidRequestBody", param="definition")
         definition = HostedDefinition.from_wire(body["definition"])
-        return self.store.create_version(
+        version = self.store.create_version(
             project,
             agent_name,
             definition,
             description=validate_description(body.get("description")),
             metadata=validate_metadata(body.get("metadata")),
         )
+        self.on_change()
+        return version
 
     def create_agent(self, project: str, body: dict[str, Any]) -> Agent:
         """2.0.0b3's `agents.create(name=…, definition=…)`: a new agent with its first version."""
@@ -67,6 +74,7 @@ class ControlPlane:
     def delete_agent(self, project: str, agent_name: str, *, force: bool = False) -> None:
         # `force` cascades to sessions; until sessions exist there is nothing that would need it.
         self.store.delete_agent(project, agent_name)
+        self.on_change()
 
     def get_version(self, project: str, agent_name: str, version: str) -> AgentVersion:
         return self.store.get_version(project, agent_name, version)
@@ -76,6 +84,7 @@ class ControlPlane:
 
     def delete_version(self, project: str, agent_name: str, version: str, *, force: bool = False) -> None:
         self.store.delete_version(project, agent_name, version)
+        self.on_change()
 
     def _exists(self, project: str, agent_name: str) -> bool:
         try:

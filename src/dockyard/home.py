@@ -82,6 +82,13 @@ class Home:
     def identity_secret_file(self) -> Path:
         return self.root / "identity-header"
 
+    def instance_id(self) -> str:
+        """This dockyard's identity on the container engine, kept so a restart adopts its containers."""
+        path = self.root / "instance-id"
+        if not path.exists():
+            write_public(path, secrets.token_hex(8).encode())
+        return path.read_text().strip()
+
     @property
     def server_record(self) -> Path:
         return self.root / "server.json"

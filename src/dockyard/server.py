@@ -23,13 +23,19 @@ from dockyard.api.app import create_app
 from dockyard.api.dependencies import Services
 from dockyard.api.identity import IDENTITY_PATH
 from dockyard.control_plane import ControlPlane
+from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE
 from dockyard.home import Home
 from dockyard.identity.tls import ensure_tls
 from dockyard.identity.tokens import TokenAuthority
 from dockyard.logs import logging_config
+from dockyard.reconciler import Reconciler, ReconcilerSettings
+from dockyard.runtime.containers import ContainersRuntime
+from dockyard.runtime.engine import INSTALL_HINT, Engine, find_engine, host_address
+from dockyard.runtime.environment import PlatformEnvironment
 from dockyard.settings import Settings
 from dockyard.store.agents import AgentStore
 from dockyard.store.database import migrate, open_engine, sqlite_url
+from dockyard.store.registries import RegistryStore
 
 log = logging.getLogger("dockyard.server")
 
@@ -66,14 +72,27 @@ class _Server(uvicorn.Server):
         await super()._wait_tasks_to_complete()
 
 
-def build_services(settings: Settings, home: Home) -> Services:
-    engine = open_engine(sqlite_url(home.database))
-    migrate(engine)
+def build_services(settings: Settings, home: Home, *, engine: Engine | None = None,
+                   container_base_url: str | None = None) -> Services:
+    engine_db = open_engine(sqlite_url(home.database))
+    migrate(engine_db)
+    store = AgentStore(engine_db)
+    registries = RegistryStore(engine_db)
+    identity_secret = home.identity_secret()
+    runtime = None
+    if engine is not None:
+        runtime = ContainersRuntime(engine, instance_id=home.instance_id(), ca_bundle=home.ca_bundle)
+    platform = PlatformEnvironment(base_url=container_base_url, identity_secret=identity_secret)
+    reconciler = Reconciler(store, registries, runtime, platform.for_version,
+                            ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds))
     return Services(
         settings=settings,
-        control_plane=ControlPlane(AgentStore(engine), capability_host=settings.capability_host),
+        control_plane=ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake),
         authority=TokenAuthority.from_home(home, lifetime_seconds=settings.token_lifetime_seconds),
-        identity_secret=home.identity_secret(),
+        identity_secret=identity_secret,
+        registries=registries,
+        runtime=runtime,
+        reconciler=reconciler,
     )
 
 
@@ -98,9 +117,26 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings.log_level))
     home = Home(settings.home).ensure()
-    sock = bind(settings.host, settings.port)
-    ensure_tls(home, extra_names=[] if settings.host in ("0.0.0.0", "::", "") else [settings.host])
-    app = create_app(build_services(settings, home))
+    sockets = [bind(settings.host, settings.port)]
+    engine = find_engine(settings.engine) if settings.containers else None
+    if engine is None and settings.containers:
+        log.warning("no container engine found: image-based versions will fail with %s. %s",
+                    CONTAINER_RUNTIME_UNAVAILABLE, INSTALL_HINT)
+    container_host = host_address(engine) if engine is not None else None
+    names = [] if settings.host in ("0.0.0.0", "::", "") else [settings.host]
+    container_base_url = None
+    if container_host is not None and settings.host not in ("0.0.0.0", "::", "", container_host):
+        try:
+            # Containers reach dockyard on the engine's bridge, never through a port open to the world.
+            sockets.append(bind(container_host, settings.port))
+        except StartupError as exc:
+            log.warning("containers will not reach dockyard: %s", exc)
+            container_host = None
+    if container_host is not None:
+        names.append(container_host)
+        container_base_url = base_url(container_host, settings.port)
+    ensure_tls(home, extra_names=names)
+    app = create_app(build_services(settings, home, engine=engine, container_base_url=container_base_url))
     config = uvicorn.Config(
         app,
         ssl_certfile=str(home.server_cert),
@@ -130,7 +166,7 @@ def serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
     finally:
         home.clear_server_record(os.getpid())
         log.info("dockyard stopped")

@@ -24,3 +24,7 @@ class Settings:
     # Control-plane requests are small JSON; anything bigger is refused with 413 before it is parsed.
     max_request_bytes: int = 1024 * 1024
     log_level: str = "info"
+    # Container engine: None finds one (DOCKER_HOST, the usual sockets, or podman's service, started).
+    engine: str | None = None
+    containers: bool = True
+    reconcile_interval_seconds: float = 2.0

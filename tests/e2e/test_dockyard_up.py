@@ -33,7 +33,7 @@ def client_for(server: DockyardProcess, monkeypatch: pytest.MonkeyPatch) -> AIPr
 
 
 def test_data_survives_a_restart_and_a_kill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = DockyardProcess(home=tmp_path / "home").start()
+    server = DockyardProcess(home=tmp_path / "home", extra_args=("--no-engine",)).start()
     client = client_for(server, monkeypatch)
     for _ in range(3):
         client.agents.create_version(agent_name="durable", definition=DEFINITION)
@@ -86,7 +86,7 @@ def test_home_that_is_a_file_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_no_capability_host_answers_capability_host_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = DockyardProcess(home=tmp_path / "home", extra_args=("--no-capability-host",)).start()
+    server = DockyardProcess(home=tmp_path / "home", extra_args=("--no-capability-host", "--no-engine")).start()
     try:
         client = client_for(server, monkeypatch)
         with pytest.raises(HttpResponseError) as caught:
@@ -98,7 +98,7 @@ def test_no_capability_host_answers_capability_host_not_found(tmp_path: Path, mo
 
 
 def test_home_secrets_are_private_and_env_points_at_them(tmp_path: Path) -> None:
-    server = DockyardProcess(home=tmp_path / "home").start()
+    server = DockyardProcess(home=tmp_path / "home", extra_args=("--no-engine",)).start()
     try:
         home = tmp_path / "home"
         for secret in ("tls/ca-key.pem", "tls/server-key.pem", "token-signing-key.pem", "identity-header"):

@@ -20,7 +20,7 @@ def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
     engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
     migrate(engine)
     assert schema_diff(engine) == []
-    assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "alembic_version"}
+    assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "registry_connections", "alembic_version"}
 
 
 def test_an_empty_database_differs(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
     migrate(reopened)
     assert schema_diff(reopened) == []
     with reopened.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
         assert connection.execute(text("SELECT name FROM agents")).scalars().all() == ["kept"]
 
 
@@ -59,3 +59,29 @@ def test_journal_mode_is_wal(tmp_path: Path) -> None:
 
 def test_sqlite_url(tmp_path: Path) -> None:
     assert sqlite_url(tmp_path / "d.db") == f"sqlite:///{tmp_path}/d.db"
+
+
+def test_upgrading_a_first_schema_database_keeps_its_versions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A home made by the first release upgrades in place: rows kept, each given its own uid."""
+    from alembic import command
+    from alembic.config import Config
+
+    from dockyard.store.database import _MIGRATIONS
+
+    engine = open_engine(sqlite_url(tmp_path / "old.db"))
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(text("INSERT INTO agents (project, name, created_at, last_version) VALUES ('default', 'a', 1, 2)"))
+        for number in (1, 2):
+            connection.execute(text(
+                "INSERT INTO agent_versions (agent_id, number, created_at, metadata, definition, status, updated_at) "
+                f"VALUES (1, {number}, 1, '{{}}', '{{}}', 'creating', 1)"))
+    migrate(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT number, uid, restarts FROM agent_versions ORDER BY number")).all()
+    assert [r[0] for r in rows] == [1, 2]
+    assert all(len(r[1]) == 32 for r in rows) and rows[0][1] != rows[1][1]
+    assert [r[2] for r in rows] == [0, 0]

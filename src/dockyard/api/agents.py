@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api import wire
-from dockyard.api.dependencies import authenticate, json_body, project, services, wire_shape
+from dockyard.api.dependencies import authenticate_operator, json_body, project, services, wire_shape
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.paging import Page, PageRequest
 
-router = APIRouter(prefix="/api/projects/{project}", dependencies=[Depends(authenticate)])
+router = APIRouter(prefix="/api/projects/{project}", dependencies=[Depends(authenticate_operator)])
 
 
 def _page(

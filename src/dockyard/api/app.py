@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from dockyard.api import agents, identity
+from dockyard.api import agents, identity, logs
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
 
 
 def create_app(services: Services) -> ASGIApp:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The reconciler lives exactly as long as the server: started once it listens, stopped on shutdown.
+        if services.reconciler is not None:
+            services.reconciler.start()
+        try:
+            yield
+        finally:
+            if services.reconciler is not None:
+                services.reconciler.stop()
+
     # No /docs or /openapi.json: every route needs a token, and the SDKs' own docs describe the API.
-    app = FastAPI(title="dockyard", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="dockyard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
     app.include_router(identity.router)
     app.include_router(agents.router)
+    app.include_router(logs.router)
     return RequestIdMiddleware(app)

@@ -13,10 +13,14 @@ from typing import Any
 from fastapi import Request
 
 from dockyard.domain.definitions import WireShape
-from dockyard.domain.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
+from dockyard.domain.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from dockyard.identity.agents import AGENT_ROLE
 from dockyard.identity.tokens import InvalidToken, Principal, TokenAuthority
 from dockyard.settings import Settings
 from dockyard.control_plane import ControlPlane
+from dockyard.reconciler import Reconciler
+from dockyard.runtime.base import Runtime
+from dockyard.store.registries import RegistryStore
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class Services:
     control_plane: ControlPlane
     authority: TokenAuthority
     identity_secret: str
+    registries: RegistryStore
+    runtime: Runtime | None = None
+    reconciler: Reconciler | None = None
 
 
 def services(request: Request) -> Services:
@@ -49,6 +56,18 @@ def authenticate(request: Request) -> Principal:
     except InvalidToken as exc:
         raise Unauthorized(exc.reason, code="InvalidToken") from None
     request.state.principal = principal
+    return principal
+
+
+def authenticate_operator(request: Request) -> Principal:
+    """A valid token that is not an agent's own: managing agents is for people and their tools."""
+    principal = authenticate(request)
+    if principal.claims.get("dockyard_role") == AGENT_ROLE:
+        raise Forbidden(
+            "An agent's managed identity cannot manage agents. Use your own identity (DefaultAzureCredential "
+            "after `eval \"$(dockyard env)\"`).",
+            code="AgentIdentityNotAllowed",
+        )
     return principal
 
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from dockyard.api.dependencies import services
 from dockyard.api.errors import error_response
+from dockyard.identity.agents import AGENT_ROLE, agent_from_identity_header
 
 router = APIRouter()
 
@@ -27,7 +28,9 @@ LOCAL_SUBJECT = "local-developer"
 @router.get(IDENTITY_PATH, response_model=None)
 def issue_token(request: Request) -> JSONResponse | dict[str, Any]:
     secret = request.headers.get("x-identity-header", "")
-    if not hmac.compare_digest(secret.encode(), services(request).identity_secret.encode()):
+    master = services(request).identity_secret
+    agent_uid = agent_from_identity_header(master, secret)
+    if agent_uid is None and not hmac.compare_digest(secret.encode(), master.encode()):
         return error_response(
             401,
             "InvalidIdentityHeader",
@@ -42,7 +45,12 @@ def issue_token(request: Request) -> JSONResponse | dict[str, Any]:
     resource = request.query_params.get("resource")
     if not resource:
         return error_response(400, "MissingResource", "Name the token's audience in the 'resource' query parameter.")
-    token = services(request).authority.issue(LOCAL_SUBJECT, resource)
+    if agent_uid is None:
+        token = services(request).authority.issue(LOCAL_SUBJECT, resource)
+    else:
+        token = services(request).authority.issue(
+            f"agent:{agent_uid}", resource, extra_claims={"dockyard_role": AGENT_ROLE, "dockyard_version_uid": agent_uid}
+        )
     return {
         "access_token": token.access_token,
         "expires_on": str(token.expires_on),

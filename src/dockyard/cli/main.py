@@ -37,12 +37,21 @@ def up(
         help="Without a capability host, create_version answers CapabilityHostNotFound, as Foundry does.",
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    engine: str = typer.Option(
+        None, "--engine", help="Container engine URL, e.g. unix:///run/podman/podman.sock [default: DOCKER_HOST, "
+        "the usual docker/podman sockets, or podman's API service started on demand]",
+    ),
+    no_engine: bool = typer.Option(
+        False, "--no-engine", help="Run without a container engine: the API only; image-based versions fail with "
+        "ContainerRuntimeUnavailable.",
+    ),
 ) -> None:
     """Start dockyard in the foreground and serve until Ctrl-C (or SIGTERM)."""
     from dockyard.server import StartupError, serve
 
     settings = Settings(
-        home=home or default_home(), host=host, port=port, capability_host=capability_host, log_level=log_level
+        home=home or default_home(), host=host, port=port, capability_host=capability_host, log_level=log_level,
+        engine=engine, containers=not no_engine,
     )
     try:
         serve(settings)
@@ -76,6 +85,71 @@ def env(
     }
     for name, value in exports.items():
         sys.stdout.write(f"export {name}={shlex.quote(value)}\n")
+
+
+registry_app = typer.Typer(help="Registry connections: credentials dockyard pulls images with.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+def _registries(home: Path | None):  # type: ignore[no-untyped-def]
+    from dockyard.store.database import migrate, open_engine, sqlite_url
+    from dockyard.store.registries import RegistryStore
+
+    try:
+        store = Home(home or default_home()).ensure()
+    except HomeError as exc:
+        raise _fail(str(exc)) from None
+    engine = open_engine(sqlite_url(store.database))
+    migrate(engine)
+    return RegistryStore(engine)
+
+
+@registry_app.command("add")
+def registry_add(
+    name: str = typer.Argument(..., help="Connection name; 2.x definitions name it in registry_connection_id."),
+    server: str = typer.Option(..., "--server", help="Registry host[:port], as in image references."),
+    username: str = typer.Option(..., "--username"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+    home: Path = HomeOption,
+) -> None:
+    """Add a registry connection. Versions whose image is on SERVER use it even without naming it."""
+    from dockyard.domain.errors import DockyardError
+
+    if not password_stdin:
+        raise _fail("pass the password on standard input with --password-stdin (it must not appear in your shell history)", 2)
+    password = sys.stdin.read().rstrip("\n")
+    if not password:
+        raise _fail("no password on standard input", 2)
+    try:
+        _registries(home).add(DEFAULT_PROJECT, name, server, username, password)
+    except DockyardError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(f"registry connection {name!r} added for {server}")
+
+
+@registry_app.command("list")
+def registry_list(home: Path = HomeOption, json_output: bool = typer.Option(False, "--json")) -> None:
+    """List registry connections (passwords are never shown)."""
+    import json
+
+    connections = _registries(home).list(DEFAULT_PROJECT)
+    if json_output:
+        typer.echo(json.dumps([{"name": c.name, "server": c.server, "username": c.username} for c in connections]))
+        return
+    for c in connections:
+        typer.echo(f"{c.name}\t{c.server}\t{c.username}")
+
+
+@registry_app.command("remove")
+def registry_remove(name: str, home: Path = HomeOption) -> None:
+    """Remove a registry connection."""
+    from dockyard.domain.errors import DockyardError
+
+    try:
+        _registries(home).remove(DEFAULT_PROJECT, name)
+    except DockyardError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(f"registry connection {name!r} removed")
 
 
 def main() -> None:

@@ -7,8 +7,10 @@ through `set_version_status`, which only allows the moves the version lifecycle 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, Select, and_, delete, func, select, update
@@ -24,6 +26,15 @@ from dockyard.store.tables import AgentRow, AgentVersionRow
 
 def _unix_now() -> int:
     return int(time.time())
+
+
+@dataclass(frozen=True)
+class DesiredVersion:
+    uid: str
+    project: str
+    version: AgentVersion
+    restarts: int
+    updated_at: int
 
 
 class AgentStore:
@@ -71,6 +82,7 @@ class AgentStore:
                 .returning(AgentRow.last_version)
             ).scalar_one()
             row = AgentVersionRow(
+                uid=uuid.uuid4().hex,
                 agent_id=agent.id,
                 number=number,
                 created_at=now,
@@ -96,6 +108,17 @@ class AgentStore:
             if row is None:
                 raise _version_not_found(agent_name, version)
             return _version(agent_name, row)
+
+    def version_uid(self, project: str, agent_name: str, version: str) -> str:
+        """The uid that names a version's containers; NotFound as get_version."""
+        number = parse_version_number(version, agent_name)
+        with self._read() as session:
+            agent = self._agent_row(session, project, agent_name)
+            uid = session.scalar(select(AgentVersionRow.uid).where(
+                AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number))
+            if uid is None:
+                raise _version_not_found(agent_name, version)
+            return uid
 
     def list_versions(self, project: str, agent_name: str, request: PageRequest) -> Page[AgentVersion]:
         with self._read() as session:
@@ -179,6 +202,44 @@ class AgentStore:
             agent = self._agent_row(session, project, agent_name)
             session.execute(delete(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id))
             session.delete(agent)
+
+    # -- for the reconciler -------------------------------------------------------------------------
+
+    def desired_versions(self) -> list[DesiredVersion]:
+        """Every version that exists, with what the reconciler needs to converge it."""
+        with self._read() as session:
+            rows = session.execute(
+                select(AgentRow.project, AgentRow.name, AgentVersionRow).join(AgentRow, AgentRow.id == AgentVersionRow.agent_id)
+            ).all()
+            return [
+                DesiredVersion(uid=row.uid, project=project, version=_version(name, row), restarts=row.restarts,
+                               updated_at=row.updated_at)
+                for project, name, row in rows
+            ]
+
+    def set_status(self, uid: str, status: VersionStatus, error: VersionError | None = None) -> bool:
+        """Record an observation for the version `uid`; False if it is gone or the move is not allowed."""
+        with self._write() as session:
+            row = session.scalars(select(AgentVersionRow).where(AgentVersionRow.uid == uid)).one_or_none()
+            if row is None or not can_transition(VersionStatus(row.status), status):
+                return False
+            changed = (row.status, row.error_code, row.error_message) != (
+                status.value, error.code if error else None, error.message if error else None)
+            if changed:
+                row.status = status.value
+                row.error_code = error.code if error else None
+                row.error_message = error.message if error else None
+                row.updated_at = self._clock()
+            return True
+
+    def record_restart(self, uid: str) -> int:
+        """Count one more crash of the version `uid` and return the total."""
+        with self._write() as session:
+            restarts = session.execute(
+                update(AgentVersionRow).where(AgentVersionRow.uid == uid)
+                .values(restarts=AgentVersionRow.restarts + 1).returning(AgentVersionRow.restarts)
+            ).scalar_one_or_none()
+            return restarts or 0
 
     # -- helpers ------------------------------------------------------------------------------------
 

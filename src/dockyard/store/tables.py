@@ -27,9 +27,14 @@ class AgentRow(Base):
 
 class AgentVersionRow(Base):
     __tablename__ = "agent_versions"
-    __table_args__ = (UniqueConstraint("agent_id", "number", name="uq_agent_versions_agent_number"),)
+    __table_args__ = (
+        UniqueConstraint("agent_id", "number", name="uq_agent_versions_agent_number"),
+        UniqueConstraint("uid", name="uq_agent_versions_uid"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Names this version's containers: unlike (agent, number), never reused by a recreated agent.
+    uid: Mapped[str] = mapped_column(String(32), nullable=False)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), nullable=False, index=True)
     number: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -40,3 +45,18 @@ class AgentVersionRow(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Crashes seen by the reconciler; kept here, not in memory, so a restart does not forget them.
+    restarts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+
+
+class RegistryConnectionRow(Base):
+    __tablename__ = "registry_connections"
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_registry_connections_project_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    server: Mapped[str] = mapped_column(String(255), nullable=False)
+    username: Mapped[str] = mapped_column(String(255), nullable=False)
+    password: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -1,0 +1,262 @@
+"""The reconciler: make what runs match what the store says should run.
+
+Desired state is the store (every version that exists should have a running, ready sandbox); observed
+state is the engine (containers labelled with this dockyard's instance id). Each pass compares the two
+and takes one idempotent step per version: start, wait for readiness, mark `active`, restart after a
+crash, give up with Foundry's error code, or remove what nobody wants any more. Nothing lives only in
+memory, so killing dockyard at any point and starting it again converges to the same place, adopting
+the containers that are already running instead of starting them twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+
+from dockyard.domain.agents import VersionError, VersionStatus
+from dockyard.domain.errors import (
+    CONTAINER_RUNTIME_UNAVAILABLE,
+    CRASH_LOOP_BACK_OFF,
+    OOM_KILLED,
+    READINESS_TIMEOUT,
+    DockyardError,
+)
+from dockyard.domain.images import parse_image_reference
+from dockyard.domain.resources import cpu_cores, memory_bytes
+from dockyard.runtime.base import Observed, RegistryCredentials, Runtime, RuntimeFailure, Workload, WorkloadKey
+from dockyard.runtime.engine import INSTALL_HINT
+from dockyard.store.agents import AgentStore, DesiredVersion
+from dockyard.store.registries import RegistryStore
+
+log = logging.getLogger("dockyard.reconciler")
+
+# Failures that a later pass may cure on its own (an engine that appears after a restart).
+_RETRYABLE = {CONTAINER_RUNTIME_UNAVAILABLE}
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    interval_seconds: float = 2.0
+    max_restarts: int = 3
+    readiness_timeout_seconds: float = 180.0
+    workers: int = 4
+    log_lines_in_errors: int = 20
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: AgentStore,
+        registries: RegistryStore,
+        runtime: Runtime | None,
+        environment_for: Callable[[DesiredVersion], dict[str, str]],
+        settings: ReconcilerSettings = ReconcilerSettings(),
+    ) -> None:
+        self.store = store
+        self.registries = registries
+        self.runtime = runtime
+        self.environment_for = environment_for
+        self.settings = settings
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="reconcile")
+        self._thread: threading.Thread | None = None
+        self._probe = httpx.Client(timeout=2.0)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._probe.close()
+
+    def wake(self) -> None:
+        """Ask for a pass now rather than at the next tick (after a create or a delete)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.reconcile_once()
+            except Exception:  # noqa: BLE001 - one bad pass must not stop the loop
+                log.exception("reconcile pass failed")
+            self._wake.wait(self.settings.interval_seconds)
+            self._wake.clear()
+
+    # -- one pass -----------------------------------------------------------------------------------
+
+    def reconcile_once(self, *, wait: bool = False) -> None:
+        desired = self.store.desired_versions()
+        observed: dict[str, Observed] = {}
+        if self.runtime is not None:
+            try:
+                observed = {o.key.version_uid: o for o in self.runtime.list() if not o.key.session}
+            except RuntimeFailure as failure:
+                log.warning("cannot list containers: %s", failure.message)
+                return
+        wanted = {version.uid for version in desired}
+        futures = [self._submit(version.uid, self._converge, version, observed.get(version.uid)) for version in desired]
+        for uid, container in observed.items():
+            if uid not in wanted:
+                futures.append(self._submit(uid, self._remove, container))
+        if wait:
+            for future in futures:
+                if future is not None:
+                    future.result()
+
+    def _submit(self, uid: str, step: Callable[..., None], *args: object):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if uid in self._in_flight:
+                return None
+            self._in_flight.add(uid)
+
+        def run() -> None:
+            try:
+                step(*args)
+            except Exception:  # noqa: BLE001 - logged; the next pass tries again
+                log.exception("reconciling %s failed", uid)
+            finally:
+                with self._lock:
+                    self._in_flight.discard(uid)
+
+        return self._pool.submit(run)
+
+    def _remove(self, container: Observed) -> None:
+        assert self.runtime is not None
+        log.info("removing %s:%s (%s): its version no longer exists", container.agent_name, container.version,
+                 container.container_id[:12])
+        self.runtime.stop(container.key)
+
+    def _converge(self, desired: DesiredVersion, observed: Observed | None) -> None:
+        version = desired.version
+        key = WorkloadKey(desired.uid)
+        if version.status is VersionStatus.FAILED:
+            if version.error is None or version.error.code not in _RETRYABLE or self.runtime is None:
+                if observed is not None and self.runtime is not None:
+                    self.runtime.stop(key)
+                return
+            self._set(desired, VersionStatus.CREATING)
+        if self.runtime is None:
+            self._fail(desired, CONTAINER_RUNTIME_UNAVAILABLE,
+                       "dockyard found no container engine to run this version. " + INSTALL_HINT
+                       + " Then restart dockyard; versions that failed for this reason are retried.")
+            return
+        if version.definition.image is None:
+            self._fail(desired, "CodeBundlesNotSupported",
+                       "This version is a code bundle (code_configuration); dockyard runs image-based versions so "
+                       "far. Build an image and use container_configuration.image.")
+            return
+        if observed is not None and not observed.running:
+            if not self._restart_allowed(desired, observed):
+                return
+        try:
+            workload = self._workload(desired)
+            observed = self.runtime.ensure_running(workload)
+        except RuntimeFailure as failure:
+            self._fail(desired, failure.code, failure.message)
+            return
+        except DockyardError as error:
+            self._fail(desired, error.code, error.message)
+            return
+        if version.status is not VersionStatus.ACTIVE:
+            self._check_readiness(desired, observed)
+
+    def _restart_allowed(self, desired: DesiredVersion, observed: Observed) -> bool:
+        assert self.runtime is not None
+        key = observed.key
+        if observed.oom_killed:
+            memory = desired.version.definition.memory
+            self._fail(desired, OOM_KILLED,
+                       f"The container used more than its memory limit ({memory}) and the engine killed it. "
+                       "Raise definition.memory (up to 8Gi) in a new version, or make the agent use less."
+                       + self._last_logs(key))
+            self.runtime.stop(key)
+            return False
+        if desired.restarts >= self.settings.max_restarts:
+            self._fail(desired, CRASH_LOOP_BACK_OFF,
+                       f"The container keeps exiting (exit code {observed.exit_code}; restarted {desired.restarts} "
+                       "times). Fix the crash shown in its last log lines and create a new version."
+                       + self._last_logs(key))
+            self.runtime.stop(key)
+            return False
+        backoff = min(2.0 ** desired.restarts, 30.0)
+        if observed.finished_at is not None and time.time() - observed.finished_at < backoff:
+            return False  # back off; a later pass restarts it
+        restarts = self.store.record_restart(desired.uid)
+        log.info("restarting %s:%s after exit code %s (restart %d)", desired.version.agent_name,
+                 desired.version.version, observed.exit_code, restarts)
+        return True
+
+    def _check_readiness(self, desired: DesiredVersion, observed: Observed) -> None:
+        if not observed.running or observed.endpoint is None:
+            return
+        try:
+            ready = self._probe.get(f"{observed.endpoint}/readiness").status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        if ready:
+            self._set(desired, VersionStatus.ACTIVE)
+            log.info("%s:%s is active", desired.version.agent_name, desired.version.version)
+        elif observed.started_at and time.time() - observed.started_at > self.settings.readiness_timeout_seconds:
+            assert self.runtime is not None
+            self._fail(desired, READINESS_TIMEOUT,
+                       f"The container did not answer GET /readiness on its port within "
+                       f"{self.settings.readiness_timeout_seconds:.0f}s. Make it listen on $PORT (8088) and serve "
+                       "/readiness, as Microsoft's hosting adapters do." + self._last_logs(observed.key))
+            self.runtime.stop(observed.key)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _workload(self, desired: DesiredVersion) -> Workload:
+        definition = desired.version.definition
+        assert definition.image is not None
+        reference = parse_image_reference(definition.image)
+        if definition.registry_connection_id:
+            connection = self.registries.get(desired.project, definition.registry_connection_id)
+        else:
+            connection = self.registries.for_server(desired.project, reference.registry)
+        credentials = (RegistryCredentials(connection.server, connection.username, connection.password)
+                       if connection else None)
+        return Workload(
+            key=WorkloadKey(desired.uid),
+            project=desired.project,
+            agent_name=desired.version.agent_name,
+            version=desired.version.version,
+            image=definition.image,
+            cpu=cpu_cores(definition.cpu),
+            memory_bytes=memory_bytes(definition.memory),
+            environment=self.environment_for(desired),
+            credentials=credentials,
+            pull_always=reference.is_floating,
+        )
+
+    def _last_logs(self, key: WorkloadKey) -> str:
+        assert self.runtime is not None
+        try:
+            lines = self.runtime.logs(key, tail=self.settings.log_lines_in_errors)
+        except RuntimeFailure:
+            return ""
+        return ("\nLast log lines:\n" + "\n".join(lines)) if lines else ""
+
+    def _set(self, desired: DesiredVersion, status: VersionStatus) -> None:
+        self.store.set_status(desired.uid, status)
+
+    def _fail(self, desired: DesiredVersion, code: str, message: str) -> None:
+        if self.store.set_status(desired.uid, VersionStatus.FAILED, VersionError(code, message)):
+            log.warning("%s:%s failed: %s", desired.version.agent_name, desired.version.version, code,
+                        extra={"code": code})

@@ -1,0 +1,94 @@
+"""The one interface every runtime backend implements, and the data that crosses it.
+
+The reconciler speaks only this interface: it says what should run (`Workload`), asks what does run
+(`Observed`), and reads logs. A backend keeps no state of its own beyond what its engine keeps, so a
+restarted dockyard finds everything it started by asking `list()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    server: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class WorkloadKey:
+    """Which workload: a version's sandbox (session "") or, later, one per session."""
+
+    version_uid: str
+    session: str = ""
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: WorkloadKey
+    project: str
+    agent_name: str
+    version: str
+    image: str
+    cpu: Decimal
+    memory_bytes: int
+    environment: dict[str, str]
+    credentials: RegistryCredentials | None = None
+    # `latest` (or no tag) is pulled on every activation; a digest never; other tags when missing.
+    pull_always: bool = False
+    port: int = 8088
+
+
+@dataclass(frozen=True)
+class Observed:
+    key: WorkloadKey
+    container_id: str
+    agent_name: str
+    version: str
+    running: bool
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+    # Where dockyard reaches the agent's HTTP port, e.g. "http://127.0.0.1:49153".
+    endpoint: str | None = None
+
+
+class RuntimeFailure(Exception):
+    """A workload cannot run; `code` is the Foundry-style error code the version fails with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class LogStream(Protocol):
+    """Log lines as they are written. `close()` may be called from another thread to end iteration."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+class Runtime(Protocol):
+    def ensure_running(self, workload: Workload) -> Observed:
+        """Make the workload run (pulling, creating or starting as needed); idempotent."""
+
+    def stop(self, key: WorkloadKey) -> None:
+        """Stop and remove everything that belongs to the workload; a no-op when nothing does."""
+
+    def observe(self, key: WorkloadKey) -> Observed | None: ...
+
+    def list(self) -> list[Observed]:
+        """Every workload this dockyard instance owns, running or not."""
+
+    def logs(self, key: WorkloadKey, tail: int = 100) -> list[str]: ...
+
+    def follow_logs(self, key: WorkloadKey, tail: int = 100) -> LogStream | None:
+        """Log lines as they come, until closed; None when the workload has no container."""

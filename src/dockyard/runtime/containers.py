@@ -1,0 +1,329 @@
+"""The containers backend: workloads as containers on a Docker-Engine-API engine (docker or podman).
+
+Every container carries labels naming the dockyard instance, project, agent, version and session, so
+the engine itself is the record of what runs: a dockyard that was killed finds its containers again
+with one labelled list call. Containers run the way Foundry's sandboxes do: unprivileged, all
+capabilities dropped, no new privileges, read-only root filesystem with a writable /tmp, CPU quota and
+a memory limit with no extra swap, explicit ulimits, the agent port published on loopback only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import resource
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.types import Ulimit
+
+from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE, IMAGE_PULL_BACK_OFF, INVALID_CONTAINER_IMAGE
+from dockyard.domain.images import parse_image_reference
+from dockyard.runtime.base import Observed, RegistryCredentials, RuntimeFailure, Workload, WorkloadKey
+from dockyard.runtime.engine import INSTALL_HINT, Engine
+
+log = logging.getLogger("dockyard.runtime")
+
+LABEL = "io.dockyard"
+CA_BUNDLE_IN_CONTAINER = "/etc/dockyard/ca-bundle.pem"
+_NOT_FOUND_HINTS = ("manifest unknown", "name unknown", "not found", "no such image", "does not exist", "404")
+_DENIED_HINTS = ("unauthorized", "authentication required", "denied", "401", "403", "forbidden")
+
+
+def _is_local_registry(registry: str | None) -> bool:
+    host = (registry or "").rsplit(":", 1)[0] if not (registry or "").startswith("[") else registry
+    return host in ("localhost", "127.0.0.1", "[::1]")
+
+
+def _ulimit(kind: int, name: str, cap: int) -> Ulimit:
+    # Never ask for more than the engine's own hard limit: these machines refuse raising it.
+    _soft, hard = resource.getrlimit(kind)
+    value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    return Ulimit(name=name, soft=value, hard=value)
+
+
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?")
+
+
+def _timestamp(text: str | None) -> float | None:
+    """Engine timestamps carry nanoseconds, which datetime cannot parse; "0001-…" means never."""
+    match = _TIMESTAMP.fullmatch(text or "")
+    if match is None or match[1].startswith("0001-"):
+        return None
+    fraction = (match[2] or "0")[:6].ljust(6, "0")
+    zone = "+00:00" if match[3] in (None, "Z") else match[3]
+    return datetime.fromisoformat(f"{match[1]}.{fraction}{zone}").timestamp()
+
+
+class ContainersRuntime:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        instance_id: str,
+        ca_bundle: Path | None = None,
+        pull_attempts: int = 3,
+        pull_backoff_seconds: float = 1.0,
+        tmp_size: str = "512m",
+    ) -> None:
+        self.engine = engine
+        self.client = engine.client
+        self.instance_id = instance_id
+        self.ca_bundle = ca_bundle
+        self.pull_attempts = pull_attempts
+        self.pull_backoff_seconds = pull_backoff_seconds
+        self.tmp_size = tmp_size
+
+    # -- the Runtime interface ----------------------------------------------------------------------
+
+    def ensure_running(self, workload: Workload) -> Observed:
+        container = self._find(workload.key)
+        try:
+            if container is None:
+                self._ensure_image(workload)
+                container = self._create(workload)
+            if container.status != "running":
+                container.start()
+            container.reload()
+        except RuntimeFailure:
+            raise
+        except ImageNotFound as exc:
+            raise RuntimeFailure(INVALID_CONTAINER_IMAGE, f"Image {workload.image} is not available: {exc}") from None
+        except (APIError, DockerException) as exc:
+            raise RuntimeFailure(
+                CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine refused to run {workload.image}: {_explain(exc)}"
+            ) from None
+        return self._observed(container)
+
+    def stop(self, key: WorkloadKey) -> None:
+        for container in self._containers(key):
+            try:
+                container.remove(force=True, v=True)
+            except NotFound:
+                pass
+
+    def observe(self, key: WorkloadKey) -> Observed | None:
+        container = self._find(key)
+        return self._observed(container) if container is not None else None
+
+    def list(self) -> list[Observed]:
+        return [self._observed(c) for c in self._containers()]
+
+    def logs(self, key: WorkloadKey, tail: int = 100) -> list[str]:
+        container = self._find(key)
+        if container is None:
+            return []
+        raw = container.logs(stdout=True, stderr=True, tail=tail)
+        return raw.decode(errors="replace").splitlines()
+
+    def follow_logs(self, key: WorkloadKey, tail: int = 100) -> _ContainerLogStream | None:
+        container = self._find(key)
+        if container is None:
+            return None
+        return _ContainerLogStream(container.logs(stdout=True, stderr=True, tail=tail, stream=True, follow=True))
+
+    # -- containers ---------------------------------------------------------------------------------
+
+    def _labels(self, workload: Workload) -> dict[str, str]:
+        return {
+            f"{LABEL}.instance": self.instance_id,
+            f"{LABEL}.project": workload.project,
+            f"{LABEL}.agent": workload.agent_name,
+            f"{LABEL}.version": workload.version,
+            f"{LABEL}.version-uid": workload.key.version_uid,
+            f"{LABEL}.session": workload.key.session,
+            f"{LABEL}.port": str(workload.port),
+        }
+
+    def _containers(self, key: WorkloadKey | None = None) -> list[Container]:
+        filters = [f"{LABEL}.instance={self.instance_id}"]
+        if key is not None:
+            filters += [f"{LABEL}.version-uid={key.version_uid}", f"{LABEL}.session={key.session}"]
+        try:
+            return self.client.containers.list(all=True, filters={"label": filters})
+        except (APIError, DockerException) as exc:
+            raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine does not answer: {exc}. "
+                                 + INSTALL_HINT) from None
+
+    def _find(self, key: WorkloadKey) -> Container | None:
+        containers = self._containers(key)
+        # Two containers for one key would be a bug or a race; keep the oldest, remove the rest.
+        containers.sort(key=lambda c: c.attrs.get("Created", ""))
+        for extra in containers[1:]:
+            log.warning("removing duplicate container %s for %s", extra.short_id, key)
+            extra.remove(force=True, v=True)
+        return containers[0] if containers else None
+
+    def _create(self, workload: Workload) -> Container:
+        session = f"-{workload.key.session[:12]}" if workload.key.session else ""
+        name = f"dockyard-{workload.agent_name}-v{workload.version}-{workload.key.version_uid[:8]}{session}"
+        volumes = {}
+        environment = dict(workload.environment)
+        if self.ca_bundle is not None:
+            volumes[str(self.ca_bundle)] = {"bind": CA_BUNDLE_IN_CONTAINER, "mode": "ro"}
+            environment.setdefault("SSL_CERT_FILE", CA_BUNDLE_IN_CONTAINER)
+            environment.setdefault("REQUESTS_CA_BUNDLE", CA_BUNDLE_IN_CONTAINER)
+        extra_hosts = {} if self.engine.is_podman else {"host.docker.internal": "host-gateway"}
+        return self.client.containers.create(
+            workload.image,
+            name=name,
+            labels=self._labels(workload),
+            environment=environment,
+            nano_cpus=int(workload.cpu * 1_000_000_000),
+            mem_limit=workload.memory_bytes,
+            memswap_limit=workload.memory_bytes,  # the same as the limit: no swap beyond it
+            ulimits=[_ulimit(resource.RLIMIT_NOFILE, "nofile", 65536), _ulimit(resource.RLIMIT_NPROC, "nproc", 4096)],
+            pids_limit=4096,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            privileged=False,
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"},
+            ports={f"{workload.port}/tcp": ("127.0.0.1", None)},
+            volumes=volumes,
+            extra_hosts=extra_hosts,
+            detach=True,
+        )
+
+    def _observed(self, container: Container) -> Observed:
+        labels = container.labels
+        state = container.attrs.get("State", {})
+        port = labels.get(f"{LABEL}.port", "8088")
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
+        endpoint = None
+        if bindings and bindings[0].get("HostPort"):
+            host = bindings[0].get("HostIp") or "127.0.0.1"
+            endpoint = f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{bindings[0]['HostPort']}"
+        running = state.get("Status") == "running" or bool(state.get("Running"))
+        return Observed(
+            key=WorkloadKey(labels.get(f"{LABEL}.version-uid", ""), labels.get(f"{LABEL}.session", "")),
+            container_id=container.id,
+            agent_name=labels.get(f"{LABEL}.agent", ""),
+            version=labels.get(f"{LABEL}.version", ""),
+            running=running,
+            exit_code=None if running else state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            started_at=_timestamp(state.get("StartedAt")),
+            finished_at=None if running else _timestamp(state.get("FinishedAt")),
+            endpoint=endpoint if running else None,
+        )
+
+    # -- images -------------------------------------------------------------------------------------
+
+    def _ensure_image(self, workload: Workload) -> None:
+        if not workload.pull_always:
+            try:
+                self.client.images.get(workload.image)
+                return
+            except ImageNotFound:
+                pass
+            except (APIError, DockerException):
+                pass
+        last: RuntimeFailure | None = None
+        for attempt in range(self.pull_attempts):
+            if attempt:
+                time.sleep(self.pull_backoff_seconds * 2 ** (attempt - 1))
+            try:
+                self._pull(workload.image, workload.credentials)
+                return
+            except RuntimeFailure as failure:
+                last = failure
+                log.info("pull of %s failed (attempt %d of %d): %s", workload.image, attempt + 1,
+                         self.pull_attempts, failure.message)
+        assert last is not None
+        raise last
+
+    def _pull(self, image: str, credentials: RegistryCredentials | None) -> None:
+        reference = parse_image_reference(image)
+        auth = {"username": credentials.username, "password": credentials.password} if credentials else None
+        try:
+            if self.engine.is_podman and _is_local_registry(reference.registry):
+                # Podman's compat API has no way to say "plain http"; its own API does.
+                messages = self._libpod_pull(image, auth)
+            else:
+                repository = reference.name
+                tag = reference.digest or reference.tag or "latest"
+                messages = self.client.api.pull(repository, tag=tag, auth_config=auth, stream=True, decode=True)
+            for message in messages:
+                error = message.get("error") or (message.get("errorDetail") or {}).get("message")
+                if error:
+                    raise _pull_failure(image, str(error), credentials)
+        except RuntimeFailure:
+            raise
+        except (APIError, DockerException) as exc:
+            raise _pull_failure(image, _explain(exc), credentials) from None
+
+    def _libpod_pull(self, image: str, auth: dict[str, str] | None) -> Iterator[dict[str, Any]]:
+        api = self.client.api
+        headers = {}
+        if auth:
+            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()
+        response = api._post(  # noqa: SLF001 - libpod's pull endpoint has no public wrapper
+            api._url("/libpod/images/pull"),  # noqa: SLF001
+            params={"reference": image, "tlsVerify": "false", "policy": "always"},
+            headers=headers,
+            stream=True,
+        )
+        api._raise_for_status(response)  # noqa: SLF001
+        return api._stream_helper(response, decode=True)  # noqa: SLF001
+
+
+class _ContainerLogStream:
+    """The engine's log stream, split into lines; closing it closes the connection under a blocked reader."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[str]:
+        buffer = b""
+        try:
+            for chunk in self._chunks:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+        except (OSError, ValueError, AttributeError):
+            return  # closed under us
+        if buffer:
+            yield buffer.decode(errors="replace")
+
+    def close(self) -> None:
+        try:
+            self._chunks.close()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, APIError) and exc.explanation:
+        return str(exc.explanation)
+    return str(exc)
+
+
+def _pull_failure(image: str, detail: str, credentials: RegistryCredentials | None) -> RuntimeFailure:
+    lowered = detail.lower()
+    if any(hint in lowered for hint in _DENIED_HINTS):
+        fix = (
+            "the registry refused the credentials dockyard sent; check the registry connection's user and password"
+            if credentials else
+            "the registry needs credentials: add them with `dockyard registry add NAME --server HOST "
+            "--username USER --password-stdin` (and in 2.x set container_configuration.registry_connection_id)"
+        )
+        return RuntimeFailure(IMAGE_PULL_BACK_OFF, f"Pulling {image} was refused ({detail}); {fix}.")
+    if any(hint in lowered for hint in _NOT_FOUND_HINTS):
+        return RuntimeFailure(
+            INVALID_CONTAINER_IMAGE,
+            f"Image {image} was not found in its registry ({detail}). Check the repository and tag, and that the "
+            "image was pushed.",
+        )
+    return RuntimeFailure(
+        IMAGE_PULL_BACK_OFF,
+        f"Pulling {image} failed ({detail}). Check that the registry is reachable from this machine.",
+    )

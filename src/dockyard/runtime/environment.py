@@ -1,0 +1,45 @@
+"""The environment a hosted agent's container gets, as Foundry gives it (DESIGN.md §3).
+
+The definition's `environment_variables` come first; the platform's names (`PORT`, `FOUNDRY_*`, the
+identity pair) are the platform's and win, as in Foundry, where they are reserved. The container
+reaches dockyard at the engine's host address, with its own managed identity scoped to its version.
+
+`FOUNDRY_HOSTING_ENVIRONMENT` is deliberately not set yet: with it, Microsoft's responses adapter
+stores responses through the project's storage API, which dockyard does not serve so far. Without it,
+the adapter keeps them under `AGENTSERVER_STATE_ROOT`, which points into the writable /tmp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dockyard.api.identity import IDENTITY_PATH
+from dockyard.identity.agents import agent_identity_header
+from dockyard.store.agents import DesiredVersion
+
+AGENT_PORT = 8088
+
+
+@dataclass(frozen=True)
+class PlatformEnvironment:
+    # How containers reach dockyard, e.g. "https://10.88.0.1:8443"; None when they cannot.
+    base_url: str | None
+    identity_secret: str
+
+    def for_version(self, desired: DesiredVersion) -> dict[str, str]:
+        version = desired.version
+        environment = dict(version.definition.environment_variables)
+        environment.update({
+            "PORT": str(AGENT_PORT),
+            "FOUNDRY_AGENT_NAME": version.agent_name,
+            "FOUNDRY_AGENT_VERSION": version.version,
+            "FOUNDRY_AGENT_ID": version.id,
+            "AGENTSERVER_STATE_ROOT": "/tmp/agentserver",
+        })
+        if self.base_url is not None:
+            environment.update({
+                "FOUNDRY_PROJECT_ENDPOINT": f"{self.base_url}/api/projects/{desired.project}",
+                "IDENTITY_ENDPOINT": f"{self.base_url}{IDENTITY_PATH}",
+                "IDENTITY_HEADER": agent_identity_header(self.identity_secret, desired.uid),
+            })
+        return environment
