@@ -404,3 +404,13 @@ def test_data_survives_reopening(db_path: Path, engine: Engine, store: AgentStor
         assert again.create_version(PROJECT, "agent", DEFINITION).number == 3
     finally:
         reopened.dispose()
+
+
+def test_after_and_before_together_give_the_items_between(store: AgentStore) -> None:
+    for _ in range(9):
+        store.create_version(PROJECT, "between", DEFINITION)
+    request = PageRequest(limit=10, order="asc", after="between:3", before="between:8")
+    assert [v.number for v in store.list_versions(PROJECT, "between", request).items] == [4, 5, 6, 7]
+    request = PageRequest(limit=2, order="desc", after="between:8", before="between:3")
+    result = store.list_versions(PROJECT, "between", request)
+    assert [v.number for v in result.items] == [7, 6] and result.has_more

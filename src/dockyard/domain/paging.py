@@ -2,7 +2,8 @@
 
 The SDKs read `data` and `last_id` and ask again with `after=<last_id>` until `last_id` is empty, so
 an empty page must carry `last_id: null` or they loop forever. `has_more` says whether more items lie
-beyond the page in the direction of travel.
+beyond the page in the direction of travel. The SDKs keep a caller's `before` on every page and add
+`after=<last_id>`, so both together mean "the items between the two".
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ class PageRequest:
             order = "desc"
         if order not in ("asc", "desc"):
             raise BadRequest(f"order {order!r} is not valid: use 'asc' or 'desc'.", code="InvalidPaging", param="order")
-        if after and before:
-            raise BadRequest("Give 'after' or 'before', not both.", code="InvalidPaging", param="after")
         return cls(limit=limit, order=order, after=after or None, before=before or None)  # type: ignore[arg-type]
 
 

@@ -289,10 +289,11 @@ def _paged(
     reverse = False
     if after is not None:
         stmt = stmt.where(key < after if descending else key > after)
-    elif before is not None:
-        # The page just before the cursor: walk away from it, then flip back into the requested order.
+    if before is not None:
         stmt = stmt.where(key > before if descending else key < before)
-        descending, reverse = not descending, True
+        if after is None:
+            # The page just before the cursor: walk away from it, then flip back into the requested order.
+            descending, reverse = not descending, True
     stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(request.limit + 1)
     rows = list(session.execute(stmt).all())
     has_more = len(rows) > request.limit
