@@ -182,7 +182,8 @@ class Reconciler:
         if observed.oom_killed:
             memory = desired.version.definition.memory
             self._fail(desired, OOM_KILLED,
-                       f"The container used more than its memory limit ({memory}) and the engine killed it. "
+                       f"The container was killed for using more than its memory limit ({memory}; exit code "
+                       f"{observed.exit_code}). "
                        "Raise definition.memory (up to 8Gi) in a new version, or make the agent use less."
                        + self._last_logs(key))
             self.runtime.stop(key)

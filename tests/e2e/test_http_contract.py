@@ -6,6 +6,7 @@ would send (no token, a forged token, a wrong identity header, malformed JSON).
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -34,7 +35,7 @@ def env(dockyard: DockyardProcess) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def http(env: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(verify=env["REQUESTS_CA_BUNDLE"], timeout=30) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"]), timeout=30) as client:
         yield client
 
 

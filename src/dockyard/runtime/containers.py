@@ -42,11 +42,28 @@ def _is_local_registry(registry: str | None) -> bool:
     return host in ("localhost", "127.0.0.1", "[::1]")
 
 
-def _ulimit(kind: int, name: str, cap: int) -> Ulimit:
-    # Never ask for more than the engine's own hard limit: these machines refuse raising it.
-    _soft, hard = resource.getrlimit(kind)
-    value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
-    return Ulimit(name=name, soft=value, hard=value)
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 32768
+
+
+def _ulimits() -> list[Ulimit]:
+    """Both limits, always, and never above what the engine may grant.
+
+    Naming one ulimit makes podman reset the other to a value some machines refuse, and no runtime may
+    raise a limit above its own hard limit (podman also caps nproc at kernel.pid_max). dockyard usually
+    runs beside its engine with the same limits, so its own hard limits are the best guide it has.
+    """
+    limits = []
+    for kind, name, cap in ((resource.RLIMIT_NOFILE, "nofile", 16384), (resource.RLIMIT_NPROC, "nproc", 4096)):
+        _soft, hard = resource.getrlimit(kind)
+        value = min(cap, _pid_max()) if name == "nproc" else cap
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        limits.append(Ulimit(name=name, soft=value, hard=value))
+    return limits
 
 
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?")
@@ -85,18 +102,23 @@ class ContainersRuntime:
 
     def ensure_running(self, workload: Workload) -> Observed:
         container = self._find(workload.key)
+        created = False
         try:
             if container is None:
                 self._ensure_image(workload)
                 container = self._create(workload)
+                created = True
             if container.status != "running":
                 container.start()
             container.reload()
         except RuntimeFailure:
             raise
-        except ImageNotFound as exc:
-            raise RuntimeFailure(INVALID_CONTAINER_IMAGE, f"Image {workload.image} is not available: {exc}") from None
         except (APIError, DockerException) as exc:
+            if created and container is not None:
+                # A container that could not start is left "created" by the engine; do not keep it.
+                container.remove(force=True, v=True)
+            if isinstance(exc, ImageNotFound):
+                raise RuntimeFailure(INVALID_CONTAINER_IMAGE, f"Image {workload.image} is not available: {exc}") from None
             raise RuntimeFailure(
                 CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine refused to run {workload.image}: {_explain(exc)}"
             ) from None
@@ -179,7 +201,7 @@ class ContainersRuntime:
             nano_cpus=int(workload.cpu * 1_000_000_000),
             mem_limit=workload.memory_bytes,
             memswap_limit=workload.memory_bytes,  # the same as the limit: no swap beyond it
-            ulimits=[_ulimit(resource.RLIMIT_NOFILE, "nofile", 65536), _ulimit(resource.RLIMIT_NPROC, "nproc", 4096)],
+            ulimits=_ulimits(),
             pids_limit=4096,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -209,7 +231,9 @@ class ContainersRuntime:
             version=labels.get(f"{LABEL}.version", ""),
             running=running,
             exit_code=None if running else state.get("ExitCode"),
-            oom_killed=bool(state.get("OOMKilled")),
+            # Podman on cgroup v1 never sets OOMKilled; the kernel's SIGKILL (exit 137) is the only trace, and
+            # dockyard removes rather than kills containers, so a 137 it sees was not its doing.
+            oom_killed=bool(state.get("OOMKilled")) or (not running and state.get("ExitCode") == 137),
             started_at=_timestamp(state.get("StartedAt")),
             finished_at=None if running else _timestamp(state.get("FinishedAt")),
             endpoint=endpoint if running else None,
