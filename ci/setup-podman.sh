@@ -162,9 +162,12 @@ else
     mkdir -p "$(dirname "$SOCKET_PATH")"
     rm -f "$SOCKET_PATH"
     log "starting: podman system service --time=0 unix://$SOCKET_PATH (log: $SERVICE_LOG)"
-    # setsid + nohup: the service outlives this script and the CI step that ran it.
+    # setsid + nohup: the service outlives this script and the CI step that ran it. Started from / because
+    # conmon leaves files (such as "oom") in its working directory, which must not be a checkout.
+    pushd / >/dev/null
     setsid nohup podman system service --time=0 "unix://$SOCKET_PATH" >>"$SERVICE_LOG" 2>&1 </dev/null &
     pid=$!
+    popd >/dev/null
     echo "$pid" >"$PIDFILE"
     for _ in $(seq 1 100); do
         [[ "$(ping || true)" == OK ]] && break

@@ -45,7 +45,9 @@ class ReconcilerSettings:
     interval_seconds: float = 2.0
     max_restarts: int = 3
     readiness_timeout_seconds: float = 180.0
-    workers: int = 4
+    readiness_probe_seconds: float = 0.05
+    readiness_wait_per_pass_seconds: float = 30.0
+    workers: int = 8
     log_lines_in_errors: int = 20
 
 
@@ -204,22 +206,43 @@ class Reconciler:
         return True
 
     def _check_readiness(self, desired: DesiredVersion, observed: Observed) -> None:
+        """Probe /readiness closely for a while, so `active` follows readiness within a probe interval.
+
+        The wait is bounded per pass (a worker is not held for minutes); a later pass resumes it, and
+        gives up once the container has been running for the whole readiness timeout.
+        """
+        assert self.runtime is not None
         if not observed.running or observed.endpoint is None:
             return
-        try:
-            ready = self._probe.get(f"{observed.endpoint}/readiness").status_code == 200
-        except httpx.HTTPError:
-            ready = False
-        if ready:
-            self._set(desired, VersionStatus.ACTIVE)
-            log.info("%s:%s is active", desired.version.agent_name, desired.version.version)
-        elif observed.started_at and time.time() - observed.started_at > self.settings.readiness_timeout_seconds:
+        until = time.monotonic() + self.settings.readiness_wait_per_pass_seconds
+        next_look = time.monotonic() + 1.0
+        while True:
+            if self._ready(observed.endpoint):
+                self._set(desired, VersionStatus.ACTIVE)
+                log.info("%s:%s is active", desired.version.agent_name, desired.version.version)
+                return
+            if time.monotonic() >= until or self._stopping.is_set():
+                break
+            if time.monotonic() >= next_look:
+                # Still there? A container that exited is the next pass's business (restart or give up).
+                current = self.runtime.observe(observed.key)
+                if current is None or not current.running:
+                    return
+                next_look = time.monotonic() + 1.0
+            time.sleep(self.settings.readiness_probe_seconds)
+        if observed.started_at and time.time() - observed.started_at > self.settings.readiness_timeout_seconds:
             assert self.runtime is not None
             self._fail(desired, READINESS_TIMEOUT,
                        f"The container did not answer GET /readiness on its port within "
                        f"{self.settings.readiness_timeout_seconds:.0f}s. Make it listen on $PORT (8088) and serve "
                        "/readiness, as Microsoft's hosting adapters do." + self._last_logs(observed.key))
             self.runtime.stop(observed.key)
+
+    def _ready(self, endpoint: str) -> bool:
+        try:
+            return self._probe.get(f"{endpoint}/readiness").status_code == 200
+        except httpx.HTTPError:
+            return False
 
     # -- helpers ------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import Ulimit
+from docker.types import LogConfig, Ulimit
 
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE, IMAGE_PULL_BACK_OFF, INVALID_CONTAINER_IMAGE
 from dockyard.domain.images import parse_image_reference
@@ -89,6 +89,7 @@ class ContainersRuntime:
         pull_attempts: int = 3,
         pull_backoff_seconds: float = 1.0,
         tmp_size: str = "512m",
+        max_log_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.engine = engine
         self.client = engine.client
@@ -97,6 +98,7 @@ class ContainersRuntime:
         self.pull_attempts = pull_attempts
         self.pull_backoff_seconds = pull_backoff_seconds
         self.tmp_size = tmp_size
+        self.max_log_bytes = max_log_bytes
 
     # -- the Runtime interface ----------------------------------------------------------------------
 
@@ -211,8 +213,16 @@ class ContainersRuntime:
             ports={f"{workload.port}/tcp": ("127.0.0.1", None)},
             volumes=volumes,
             extra_hosts=extra_hosts,
+            log_config=self._log_config(),
             detach=True,
         )
+
+    def _log_config(self) -> LogConfig:
+        """Logs are kept by the engine, per container, bounded so a chatty agent cannot fill the disk."""
+        limit = {"max-size": str(self.max_log_bytes)}
+        if self.engine.is_podman:
+            return LogConfig(type="k8s-file", config=limit)
+        return LogConfig(type=LogConfig.types.JSON, config={**limit, "max-file": "2"})
 
     def _observed(self, container: Container) -> Observed:
         labels = container.labels

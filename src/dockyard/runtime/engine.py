@@ -74,6 +74,7 @@ def start_podman_service(wait_seconds: float = 15.0) -> Engine | None:
     subprocess.Popen(
         [podman, "system", "service", "--time=0", url],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd="/",  # conmon leaves files (such as "oom") in its working directory
     )
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
