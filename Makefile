@@ -28,5 +28,9 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	DOCKYARD_REQUIRE_ENGINE=$(REQUIRE_ENGINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks need a container engine (podman) and print ratios against a direct baseline.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/activation.py
+
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -291,3 +291,22 @@ print(json.dumps({{"status": current["status"], "image": current["definition"]["
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"status": "active", "image": images["echo-agent"]}
 
+
+
+def test_latest_is_pulled_again_on_each_activation(
+    client: AIProjectClient, engine: docker.DockerClient, registry: Registry, images: dict[str, str]
+) -> None:
+    name = unique("latest")
+    floating = f"{registry.host}/floating:latest"
+    # Two different images pushed in turn under the same `latest` tag: each activation must see the newest.
+    first_local = build_image("echo-agent", "v1", FIXTURES / "echo-agent")
+    second_local = build_image("memory-hog", "v1", FIXTURES / "memory-hog")
+    image_ids = []
+    for local in (first_local, second_local):
+        push_image(local, floating)
+        created = client.agents.create_version(agent_name=name, definition=definition(floating))
+        assert wait_for_status(client, name, created.version, {"active", "failed"}).status == "active"
+        [container] = containers_of(engine, name, created.version)
+        image_ids.append(container.attrs["Image"])
+    assert image_ids[0] != image_ids[1]
+    assert image_ids[1] == engine.images.get(second_local).id
