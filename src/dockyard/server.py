@@ -96,10 +96,23 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     )
 
 
-def bind(host: str, port: int) -> socket.socket:
+_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def bind(host: str, port: int, *, before_the_address_exists: bool = False) -> socket.socket:
+    """A listening socket. `before_the_address_exists` binds an address no interface has yet (Linux).
+
+    That is the engine's bridge address on a machine where no container has run: podman creates the
+    bridge with the first container, and dockyard must already be listening there by then.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if before_the_address_exists and family == socket.AF_INET:
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
+        except OSError:
+            pass
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -128,7 +141,7 @@ def serve(settings: Settings) -> None:
     if container_host is not None and settings.host not in ("0.0.0.0", "::", "", container_host):
         try:
             # Containers reach dockyard on the engine's bridge, never through a port open to the world.
-            sockets.append(bind(container_host, settings.port))
+            sockets.append(bind(container_host, settings.port, before_the_address_exists=True))
         except StartupError as exc:
             log.warning("containers will not reach dockyard: %s", exc)
             container_host = None
