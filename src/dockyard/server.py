@@ -69,6 +69,9 @@ class _Server(uvicorn.Server):
             transport = getattr(connection, "transport", None)
             if transport is not None:
                 transport.abort()
+        # An aborted TLS transport does not always report the loss back to uvicorn (seen with
+        # connections already half-way through a close): nothing is in flight, so stop tracking them.
+        self.server_state.connections.clear()
         await super()._wait_tasks_to_complete()
 
 
