@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint, true as sa_true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -23,6 +23,9 @@ class AgentRow(Base):
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
     # The last version number handed out; bumped atomically so concurrent creates never collide.
     last_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=sa_true())
+    # The agent endpoint's configuration as 2.x sends it (version_selector, protocols), kept verbatim.
+    endpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class AgentVersionRow(Base):
@@ -59,4 +62,31 @@ class RegistryConnectionRow(Base):
     server: Mapped[str] = mapped_column(String(255), nullable=False)
     username: Mapped[str] = mapped_column(String(255), nullable=False)
     password: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class SessionRow(Base):
+    """A session: one sandbox (container and volume) serving one conversation with one agent version."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    agent_name: Mapped[str] = mapped_column(String(63), nullable=False, index=True)
+    version_uid: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    version: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    idle_timeout_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_accessed_at: Mapped[float] = mapped_column(Float, nullable=False)
+    stopped_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ResponseRouteRow(Base):
+    """Which session a response lives in, so GET/cancel/delete of a response reach the same sandbox."""
+
+    __tablename__ = "response_routes"
+
+    response_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True)
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
