@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -29,15 +30,19 @@ from dockyard.domain.errors import (
 )
 from dockyard.domain.images import parse_image_reference
 from dockyard.domain.resources import cpu_cores, memory_bytes
+from dockyard.domain.sessions import Session, SessionStatus
 from dockyard.runtime.base import Observed, RegistryCredentials, Runtime, RuntimeFailure, Workload, WorkloadKey
 from dockyard.runtime.engine import INSTALL_HINT
 from dockyard.store.agents import AgentStore, DesiredVersion
 from dockyard.store.registries import RegistryStore
+from dockyard.store.sessions import SessionStore
 
 log = logging.getLogger("dockyard.reconciler")
 
 # Failures that a later pass may cure on its own (an engine that appears after a restart).
 _RETRYABLE = {CONTAINER_RUNTIME_UNAVAILABLE}
+# Sessions whose sandbox may run (a creating one is being cold-started by the gateway right now).
+_LIVE_SESSIONS = {SessionStatus.CREATING, SessionStatus.ACTIVE}
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,12 @@ class Reconciler:
         store: AgentStore,
         registries: RegistryStore,
         runtime: Runtime | None,
-        environment_for: Callable[[DesiredVersion], dict[str, str]],
+        environment_for: Callable[[DesiredVersion, str], dict[str, str]],
         settings: ReconcilerSettings = ReconcilerSettings(),
+        sessions: SessionStore | None = None,
     ) -> None:
         self.store = store
+        self.sessions = sessions
         self.registries = registries
         self.runtime = runtime
         self.environment_for = environment_for
@@ -104,22 +111,45 @@ class Reconciler:
 
     def reconcile_once(self, *, wait: bool = False) -> None:
         desired = self.store.desired_versions()
-        observed: dict[str, Observed] = {}
+        everything: list[Observed] = []
         if self.runtime is not None:
             try:
-                observed = {o.key.version_uid: o for o in self.runtime.list() if not o.key.session}
+                everything = self.runtime.list()
             except RuntimeFailure as failure:
                 log.warning("cannot list containers: %s", failure.message)
                 return
+        observed = {o.key.version_uid: o for o in everything if not o.key.session}
         wanted = {version.uid for version in desired}
         futures = [self._submit(version.uid, self._converge, version, observed.get(version.uid)) for version in desired]
         for uid, container in observed.items():
             if uid not in wanted:
                 futures.append(self._submit(uid, self._remove, container))
+        futures += self._release_sessions([o for o in everything if o.key.session], wanted)
         if wait:
             for future in futures:
                 if future is not None:
                     future.result()
+
+    def _release_sessions(self, containers: list[Observed], versions: set[str]) -> list[Any]:
+        """Session sandboxes: release idle ones (state kept), remove those of deleted sessions or versions."""
+        if self.sessions is None or self.runtime is None:
+            return []
+        sessions = {s.id: s for s in self.sessions.all()}
+        futures = []
+        now = time.time()
+        for container in containers:
+            session = sessions.get(container.key.session)
+            if session is None or container.key.version_uid not in versions:
+                futures.append(self._submit(f"session:{container.key.session}", self.runtime.discard, container.key))
+            elif session.status not in _LIVE_SESSIONS or now - session.last_accessed_at > session.idle_timeout_seconds:
+                futures.append(self._submit(f"session:{session.id}", self._release, session, container.key))
+        return futures
+
+    def _release(self, session: Session, key: WorkloadKey) -> None:
+        assert self.runtime is not None and self.sessions is not None
+        log.info("releasing idle session %s of %s:%s", session.id, session.agent_name, session.version)
+        self.sessions.set_status(session.id, SessionStatus.IDLE)
+        self.runtime.stop(key)
 
     def _submit(self, uid: str, step: Callable[..., None], *args: object):  # type: ignore[no-untyped-def]
         with self._lock:
@@ -167,7 +197,7 @@ class Reconciler:
             if not self._restart_allowed(desired, observed):
                 return
         try:
-            workload = self._workload(desired)
+            workload = self.workload(desired)
             observed = self.runtime.ensure_running(workload)
         except RuntimeFailure as failure:
             self._fail(desired, failure.code, failure.message)
@@ -246,7 +276,8 @@ class Reconciler:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _workload(self, desired: DesiredVersion) -> Workload:
+    def workload(self, desired: DesiredVersion, session_id: str = "") -> Workload:
+        """What should run for a version (or one of its sessions): image, limits, credentials, environment."""
         definition = desired.version.definition
         assert definition.image is not None
         reference = parse_image_reference(definition.image)
@@ -257,14 +288,14 @@ class Reconciler:
         credentials = (RegistryCredentials(connection.server, connection.username, connection.password)
                        if connection else None)
         return Workload(
-            key=WorkloadKey(desired.uid),
+            key=WorkloadKey(desired.uid, session_id),
             project=desired.project,
             agent_name=desired.version.agent_name,
             version=desired.version.version,
             image=definition.image,
             cpu=cpu_cores(definition.cpu),
             memory_bytes=memory_bytes(definition.memory),
-            environment=self.environment_for(desired),
+            environment=self.environment_for(desired, session_id),
             credentials=credentials,
             pull_always=reference.is_floating,
         )

@@ -17,6 +17,7 @@ import socket
 import time
 import uuid
 
+import httpx
 import uvicorn
 
 from dockyard.api.app import create_app
@@ -36,6 +37,8 @@ from dockyard.settings import Settings
 from dockyard.store.agents import AgentStore
 from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.registries import RegistryStore
+from dockyard.store.sessions import SessionStore
+from dockyard.gateway.sandboxes import Sandboxes
 
 log = logging.getLogger("dockyard.server")
 
@@ -86,8 +89,10 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     if engine is not None:
         runtime = ContainersRuntime(engine, instance_id=home.instance_id(), ca_bundle=home.ca_bundle)
     platform = PlatformEnvironment(base_url=container_base_url, identity_secret=identity_secret)
+    sessions = SessionStore(engine_db)
     reconciler = Reconciler(store, registries, runtime, platform.for_version,
-                            ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds))
+                            ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds),
+                            sessions=sessions)
     return Services(
         settings=settings,
         control_plane=ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake),
@@ -96,6 +101,10 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         registries=registries,
         runtime=runtime,
         reconciler=reconciler,
+        sessions=sessions,
+        sandboxes=Sandboxes(store, sessions, reconciler),
+        http=httpx.AsyncClient(timeout=httpx.Timeout(settings.invocation_timeout_seconds, connect=10.0),
+                               limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100)),
     )
 
 

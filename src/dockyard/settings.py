@@ -23,6 +23,9 @@ class Settings:
     token_lifetime_seconds: int = 3600
     # Control-plane requests are small JSON; anything bigger is refused with 413 before it is parsed.
     max_request_bytes: int = 1024 * 1024
+    # Invocations carry conversations and inputs: larger, but still bounded.
+    max_invocation_bytes: int = 16 * 1024 * 1024
+    invocation_timeout_seconds: float = 300.0
     log_level: str = "info"
     # Container engine: None finds one (DOCKER_HOST, the usual sockets, or podman's service, started).
     engine: str | None = None

@@ -7,7 +7,9 @@ DOCKYARD_REQUIRE_ENGINE=1 (CI) tests/conftest.py turns that skip into a failure.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import docker
 import pytest
 
 from support.images import engine_candidates, engine_url, podman_available
@@ -41,3 +43,21 @@ def docker_client(url: str | None = None):  # type: ignore[no-untyped-def]
     """A `docker.DockerClient` for the engine (skips when there is none)."""
     docker = pytest.importorskip("docker", reason="the docker SDK is a dev dependency: pip install -e '.[dev]'")
     return docker.DockerClient(base_url=url or require_engine(), timeout=120)
+
+
+def remove_dockyard_leftovers(home: Path) -> None:
+    """Remove what a test dockyard left on the engine: its containers outlive it (that is the point of
+    adoption) and so do its sessions' volumes. Matched by the instance id kept in its home."""
+    instance_file = Path(home) / "instance-id"
+    url = engine_url()
+    if url is None or not instance_file.exists():
+        return
+    instance = instance_file.read_text().strip()
+    client = docker.DockerClient(base_url=url)
+    try:
+        for container in client.containers.list(all=True, filters={"label": f"io.dockyard.instance={instance}"}):
+            container.remove(force=True, v=True)
+        for volume in client.volumes.list(filters={"label": f"io.dockyard.instance={instance}"}):
+            volume.remove(force=True)
+    finally:
+        client.close()

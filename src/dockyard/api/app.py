@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from dockyard.api import agents, identity, logs
+from dockyard.api import agents, gateway, identity, logs
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
@@ -25,12 +25,18 @@ def create_app(services: Services) -> ASGIApp:
         finally:
             if services.reconciler is not None:
                 services.reconciler.stop()
+            if services.http is not None:
+                await services.http.aclose()
 
     # No /docs or /openapi.json: every route needs a token, and the SDKs' own docs describe the API.
     app = FastAPI(title="dockyard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
     app.include_router(identity.router)
+    # The endpoint routes (…/agents/{name}:enable) come before agents' own (…/agents/{name}), which would
+    # otherwise take "name:enable" for a name.
+    app.include_router(gateway.sessions_router)
+    app.include_router(gateway.router)
     app.include_router(agents.router)
     app.include_router(logs.router)
     return RequestIdMiddleware(app)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from fastapi import Request
 
 from dockyard.domain.definitions import WireShape
@@ -18,9 +19,11 @@ from dockyard.identity.agents import AGENT_ROLE
 from dockyard.identity.tokens import InvalidToken, Principal, TokenAuthority
 from dockyard.settings import Settings
 from dockyard.control_plane import ControlPlane
+from dockyard.gateway.sandboxes import Sandboxes
 from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import Runtime
 from dockyard.store.registries import RegistryStore
+from dockyard.store.sessions import SessionStore
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class Services:
     registries: RegistryStore
     runtime: Runtime | None = None
     reconciler: Reconciler | None = None
+    sessions: SessionStore | None = None
+    sandboxes: Sandboxes | None = None
+    http: httpx.AsyncClient | None = None
 
 
 def services(request: Request) -> Services:
@@ -103,8 +109,8 @@ def project(request: Request) -> str:
     return name
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    limit = services(request).settings.max_request_bytes
+async def json_body(request: Request, limit: int | None = None) -> dict[str, Any]:
+    limit = limit or services(request).settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")

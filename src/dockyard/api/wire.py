@@ -34,7 +34,9 @@ def agent_to_wire(agent: Agent, shape: WireShape) -> dict[str, Any]:
         "versions": {"latest": version_to_wire(agent.latest, shape)},
     }
     if shape is WireShape.V1:
-        wire["state"] = "enabled"
+        wire["state"] = "enabled" if agent.enabled else "disabled"
+        if agent.endpoint is not None:
+            wire["agent_endpoint"] = agent.endpoint
     return wire
 
 

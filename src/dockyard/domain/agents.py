@@ -73,6 +73,8 @@ class Agent:
     name: str
     created_at: int
     latest: AgentVersion
+    enabled: bool = True
+    endpoint: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:

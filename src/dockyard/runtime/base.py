@@ -81,7 +81,10 @@ class Runtime(Protocol):
         """Make the workload run (pulling, creating or starting as needed); idempotent."""
 
     def stop(self, key: WorkloadKey) -> None:
-        """Stop and remove everything that belongs to the workload; a no-op when nothing does."""
+        """Stop and remove the workload's containers, keeping its state; a no-op when nothing runs."""
+
+    def discard(self, key: WorkloadKey) -> None:
+        """Stop the workload and delete its state (a session's volume) as well."""
 
     def observe(self, key: WorkloadKey) -> Observed | None: ...
 

@@ -28,6 +28,7 @@ from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE, IMAGE_PULL_BAC
 from dockyard.domain.images import parse_image_reference
 from dockyard.runtime.base import Observed, RegistryCredentials, RuntimeFailure, Workload, WorkloadKey
 from dockyard.runtime.engine import INSTALL_HINT, Engine
+from dockyard.runtime.environment import SESSION_STATE_PATH
 
 log = logging.getLogger("dockyard.runtime")
 
@@ -133,6 +134,16 @@ class ContainersRuntime:
             except NotFound:
                 pass
 
+    def discard(self, key: WorkloadKey) -> None:
+        self.stop(key)
+        if key.session:
+            try:
+                self.client.volumes.get(_session_volume(key)).remove(force=True)
+            except NotFound:
+                pass
+            except (APIError, DockerException) as exc:
+                log.warning("could not remove the volume of session %s: %s", key.session, _explain(exc))
+
     def observe(self, key: WorkloadKey) -> Observed | None:
         container = self._find(key)
         return self._observed(container) if container is not None else None
@@ -169,12 +180,14 @@ class ContainersRuntime:
     def _containers(self, key: WorkloadKey | None = None) -> list[Container]:
         filters = [f"{LABEL}.instance={self.instance_id}"]
         if key is not None:
-            filters += [f"{LABEL}.version-uid={key.version_uid}", f"{LABEL}.session={key.session}"]
+            filters.append(f"{LABEL}.version-uid={key.version_uid}")
         try:
-            return self.client.containers.list(all=True, filters={"label": filters})
+            found = self.client.containers.list(all=True, filters={"label": filters})
         except (APIError, DockerException) as exc:
             raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine does not answer: {exc}. "
                                  + INSTALL_HINT) from None
+        # The session is matched here, not in the filter: engines read "session=" (empty) as "has the label".
+        return found if key is None else [c for c in found if c.labels.get(f"{LABEL}.session", "") == key.session]
 
     def _find(self, key: WorkloadKey) -> Container | None:
         containers = self._containers(key)
@@ -195,6 +208,11 @@ class ContainersRuntime:
             environment.setdefault("SSL_CERT_FILE", CA_BUNDLE_IN_CONTAINER)
             environment.setdefault("REQUESTS_CA_BUNDLE", CA_BUNDLE_IN_CONTAINER)
         extra_hosts = {} if self.engine.is_podman else {"host.docker.internal": "host-gateway"}
+        if workload.key.session:
+            self._ensure_volume(workload)
+            # `U` makes podman hand the volume to the image's user; docker keeps the image's ownership.
+            volumes[_session_volume(workload.key)] = {
+                "bind": SESSION_STATE_PATH, "mode": "rw,U" if self.engine.is_podman else "rw"}
         return self.client.containers.create(
             workload.image,
             name=name,
@@ -216,6 +234,14 @@ class ContainersRuntime:
             log_config=self._log_config(),
             detach=True,
         )
+
+    def _ensure_volume(self, workload: Workload) -> None:
+        name = _session_volume(workload.key)
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            labels = {k: v for k, v in self._labels(workload).items() if not k.endswith(".port")}
+            self.client.volumes.create(name=name, labels=labels)
 
     def _log_config(self) -> LogConfig:
         """Logs are kept by the engine, per container, bounded so a chatty agent cannot fill the disk."""
@@ -333,6 +359,10 @@ class _ContainerLogStream:
             self._chunks.close()
         except (OSError, ValueError, AttributeError):
             pass
+
+
+def _session_volume(key: WorkloadKey) -> str:
+    return f"dockyard-session-{key.session}"
 
 
 def _explain(exc: Exception) -> str:

@@ -18,6 +18,7 @@ from dockyard.identity.agents import agent_identity_header
 from dockyard.store.agents import DesiredVersion
 
 AGENT_PORT = 8088
+SESSION_STATE_PATH = "/session"
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class PlatformEnvironment:
     base_url: str | None
     identity_secret: str
 
-    def for_version(self, desired: DesiredVersion) -> dict[str, str]:
+    def for_version(self, desired: DesiredVersion, session_id: str = "") -> dict[str, str]:
         version = desired.version
         environment = dict(version.definition.environment_variables)
         environment.update({
@@ -36,6 +37,10 @@ class PlatformEnvironment:
             "FOUNDRY_AGENT_ID": version.id,
             "AGENTSERVER_STATE_ROOT": "/tmp/agentserver",
         })
+        if session_id:
+            # A session's state outlives its container: it sits on the session's volume.
+            environment["FOUNDRY_AGENT_SESSION_ID"] = session_id
+            environment["AGENTSERVER_STATE_ROOT"] = f"{SESSION_STATE_PATH}/agentserver"
         if self.base_url is not None:
             environment.update({
                 "FOUNDRY_PROJECT_ENDPOINT": f"{self.base_url}/api/projects/{desired.project}",

@@ -217,6 +217,28 @@ class AgentStore:
                 for project, name, row in rows
             ]
 
+    def desired_versions_of(self, project: str, agent_name: str) -> list[DesiredVersion]:
+        with self._read() as session:
+            agent = self._agent_row(session, project, agent_name)
+            rows = session.scalars(select(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id)).all()
+            return [DesiredVersion(uid=row.uid, project=project, version=_version(agent_name, row),
+                                   restarts=row.restarts, updated_at=row.updated_at) for row in rows]
+
+    def endpoint_of(self, project: str, agent_name: str) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the agent's endpoint is enabled, and its configuration (version selector, protocols)."""
+        with self._read() as session:
+            agent = self._agent_row(session, project, agent_name)
+            return agent.enabled, agent.endpoint
+
+    def set_endpoint(self, project: str, agent_name: str, *, endpoint: dict[str, Any] | None = None,
+                     enabled: bool | None = None) -> None:
+        with self._write() as session:
+            agent = self._agent_row(session, project, agent_name)
+            if endpoint is not None:
+                agent.endpoint = endpoint
+            if enabled is not None:
+                agent.enabled = enabled
+
     def set_status(self, uid: str, status: VersionStatus, error: VersionError | None = None) -> bool:
         """Record an observation for the version `uid`; False if it is gone or the move is not allowed."""
         with self._write() as session:
@@ -331,7 +353,8 @@ def _version(agent_name: str, row: AgentVersionRow) -> AgentVersion:
 
 
 def _agent(agent: AgentRow, latest: AgentVersionRow) -> Agent:
-    return Agent(name=agent.name, created_at=agent.created_at, latest=_version(agent.name, latest))
+    return Agent(name=agent.name, created_at=agent.created_at, latest=_version(agent.name, latest),
+                 enabled=agent.enabled, endpoint=agent.endpoint)
 
 
 def _agent_not_found(agent_name: str) -> NotFound:

@@ -22,7 +22,7 @@ import pytest
 from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
 from azure.identity import DefaultAzureCredential
-from support.engine import require_engine
+from support.engine import remove_dockyard_leftovers, require_engine
 from support.images import build_image, ensure_base_image, push_image
 from support.process import DockyardProcess, dockyard_command
 from support.registry import Registry
@@ -78,6 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str, images: di
     yield running
     if running.process and running.process.poll() is None:
         running.stop()
+    remove_dockyard_leftovers(running.home)
 
 
 @pytest.fixture

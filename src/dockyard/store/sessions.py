@@ -1,0 +1,110 @@
+"""Sessions and response routes in the store: the gateway's routing state, shared by every replica."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+
+from dockyard.domain.errors import NotFound
+from dockyard.domain.sessions import Session, SessionStatus
+from dockyard.store.database import READONLY
+from dockyard.store.tables import ResponseRouteRow, SessionRow
+
+
+class SessionStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._reader = engine.execution_options(**{READONLY: True})
+
+    @contextmanager
+    def _write(self) -> Iterator[DbSession]:
+        with DbSession(self._engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[DbSession]:
+        with DbSession(self._reader, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def create(self, session: Session) -> Session:
+        """Record a new session; if another request created the same id first, that one wins."""
+        try:
+            with self._write() as db:
+                db.add(SessionRow(
+                    id=session.id, project=session.project, agent_name=session.agent_name,
+                    version_uid=session.version_uid, version=session.version, status=session.status.value,
+                    idle_timeout_seconds=session.idle_timeout_seconds, created_at=session.created_at,
+                    last_accessed_at=session.last_accessed_at, stopped_at=session.stopped_at,
+                ))
+        except IntegrityError:
+            pass
+        found = self.find(session.project, session.agent_name, session.id)
+        assert found is not None
+        return found
+
+    def find(self, project: str, agent_name: str, session_id: str) -> Session | None:
+        with self._read() as db:
+            row = db.get(SessionRow, session_id)
+            if row is None or row.project != project or row.agent_name != agent_name:
+                return None
+            return _session(row)
+
+    def by_id(self, session_id: str) -> Session | None:
+        with self._read() as db:
+            row = db.get(SessionRow, session_id)
+            return _session(row) if row is not None else None
+
+    def get(self, project: str, agent_name: str, session_id: str) -> Session:
+        found = self.find(project, agent_name, session_id)
+        if found is None:
+            raise NotFound(f"Session {session_id!r} of agent {agent_name!r} was not found.", code="SessionNotFound")
+        return found
+
+    def list(self, project: str, agent_name: str) -> list[Session]:
+        with self._read() as db:
+            rows = db.scalars(select(SessionRow).where(SessionRow.project == project, SessionRow.agent_name == agent_name)
+                              .order_by(SessionRow.created_at, SessionRow.id)).all()
+            return [_session(row) for row in rows]
+
+    def all(self) -> list[Session]:
+        with self._read() as db:
+            return [_session(row) for row in db.scalars(select(SessionRow)).all()]
+
+    def touch(self, session_id: str) -> None:
+        """A request reached the session: it is active and its idle clock starts again."""
+        with self._write() as db:
+            db.execute(update(SessionRow).where(SessionRow.id == session_id).values(
+                last_accessed_at=time.time(), status=SessionStatus.ACTIVE.value, stopped_at=None))
+
+    def set_status(self, session_id: str, status: SessionStatus) -> None:
+        stopped = int(time.time()) if status in (SessionStatus.IDLE, SessionStatus.EXPIRED) else None
+        with self._write() as db:
+            db.execute(update(SessionRow).where(SessionRow.id == session_id).values(status=status.value,
+                                                                                   stopped_at=stopped))
+
+    def delete(self, session_id: str) -> None:
+        with self._write() as db:
+            db.execute(delete(ResponseRouteRow).where(ResponseRouteRow.session_id == session_id))
+            db.execute(delete(SessionRow).where(SessionRow.id == session_id))
+
+    def route_response(self, response_id: str, session_id: str) -> None:
+        with self._write() as db:
+            db.merge(ResponseRouteRow(response_id=response_id, session_id=session_id, created_at=int(time.time())))
+
+    def session_of_response(self, response_id: str) -> str | None:
+        with self._read() as db:
+            row = db.get(ResponseRouteRow, response_id)
+            return row.session_id if row is not None else None
+
+
+def _session(row: SessionRow) -> Session:
+    return Session(
+        id=row.id, project=row.project, agent_name=row.agent_name, version_uid=row.version_uid, version=row.version,
+        status=SessionStatus(row.status), idle_timeout_seconds=row.idle_timeout_seconds, created_at=row.created_at,
+        last_accessed_at=row.last_accessed_at, stopped_at=row.stopped_at,
+    )

@@ -1,0 +1,229 @@
+"""Invoking hosted agents through dockyard with the OpenAI client that azure-ai-projects hands out.
+
+The echo agent runs on Microsoft's hosting adapter in real containers; the clients are the real
+`openai` package as both SDK generations configure it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from azure.ai.projects import AIProjectClient
+from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
+from azure.identity import DefaultAzureCredential
+from support.engine import remove_dockyard_leftovers, require_engine
+from support.images import build_image, ensure_base_image, push_image
+from support.process import DockyardProcess
+from support.registry import Registry
+
+pytestmark = [pytest.mark.e2e, pytest.mark.engine]
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "images"
+LABEL = "io.dockyard"
+
+
+@pytest.fixture(scope="module")
+def engine_url() -> str:
+    return require_engine()
+
+
+@pytest.fixture(scope="module")
+def image(engine_url: str) -> Iterator[str]:
+    ensure_base_image()
+    local = build_image("echo-agent", "v1", FIXTURES / "echo-agent")
+    with Registry() as registry:
+        reference = f"{registry.host}/echo-agent:gateway"
+        push_image(local, reference)
+        yield reference
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str, image: str) -> Iterator[DockyardProcess]:
+    os.environ["DOCKER_HOST"] = engine_url
+    running = DockyardProcess(home=tmp_path_factory.mktemp("gateway-home")).start()
+    yield running
+    if running.process and running.process.poll() is None:
+        running.stop()
+    remove_dockyard_leftovers(running.home)
+
+
+@pytest.fixture(scope="module")
+def project(server: DockyardProcess) -> Iterator[AIProjectClient]:
+    saved = dict(os.environ)
+    os.environ.update(server.env())
+    yield AIProjectClient(endpoint=server.endpoint, credential=DefaultAzureCredential())
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def deploy(project: AIProjectClient, image: str, *, env: dict[str, str] | None = None,
+           session_configuration: dict[str, Any] | None = None, name: str | None = None) -> str:
+    name = name or f"echo-{uuid.uuid4().hex[:6]}"
+    definition = HostedAgentDefinition(
+        cpu="0.5", memory="1Gi", container_configuration=ContainerConfiguration(image=image),
+        protocol_versions=[ProtocolVersionRecord(protocol="responses", version="2.0.0")],
+        environment_variables=env or {},
+    )
+    if session_configuration is not None:
+        definition["session_configuration"] = session_configuration
+    version = project.agents.create_version(agent_name=name, definition=definition)
+    deadline = time.monotonic() + 120
+    while project.agents.get_version(agent_name=name, agent_version=version.version).status != "active":
+        assert time.monotonic() < deadline, "version did not become active"
+        time.sleep(0.2)
+    return name
+
+
+@pytest.fixture(scope="module")
+def agent(project: AIProjectClient, image: str) -> str:
+    return deploy(project, image, env={"ECHO_WORD_DELAY_SECONDS": "0.3"})
+
+
+def session_containers(agent_name: str) -> list[Any]:
+    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
+    found = client.containers.list(all=True, filters={"label": f"{LABEL}.agent={agent_name}"})
+    return [c for c in found if c.labels.get(f"{LABEL}.session")]
+
+
+def test_responses_through_both_2x_bases(project: AIProjectClient, agent: str) -> None:
+    by_agent = project.get_openai_client(agent_name=agent).responses.create(input="hello there")
+    assert by_agent.output_text == "echo: hello there"
+    by_reference = project.get_openai_client().responses.create(
+        input="by reference", extra_body={"agent_reference": {"name": agent, "type": "agent_reference"}})
+    assert by_reference.output_text == "echo: by reference"
+
+
+def test_streaming_relays_each_event_as_emitted(project: AIProjectClient, agent: str) -> None:
+    stream = project.get_openai_client(agent_name=agent).responses.create(input="one two three four", stream=True)
+    deltas: list[tuple[float, str]] = []
+    for event in stream:
+        if event.type == "response.output_text.delta":
+            deltas.append((time.monotonic(), event.delta))
+    assert "".join(d for _, d in deltas) == "echo: one two three four"
+    assert len(deltas) >= 2
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(deltas, deltas[1:])]
+    # The agent waits 0.3 s between words: a buffering proxy would deliver them all at once, in one block.
+    assert sum(gap > 0.2 for gap in gaps) >= 2, gaps
+    assert deltas[-1][0] - deltas[0][0] > 0.6, gaps
+
+
+def test_background_then_get_reaches_the_same_sandbox(project: AIProjectClient, agent: str) -> None:
+    client = project.get_openai_client(agent_name=agent)
+    started = client.responses.create(input="in the background", background=True)
+    assert started.status in ("queued", "in_progress", "completed")
+    deadline = time.monotonic() + 60
+    while True:
+        current = client.responses.retrieve(started.id)
+        if current.status == "completed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert current.status == "completed" and current.output_text == "echo: in the background"
+    items = client.responses.input_items.list(started.id)
+    assert any("in the background" in json.dumps(item.model_dump()) for item in items)
+
+
+def test_cancel_a_background_response(project: AIProjectClient, agent: str) -> None:
+    client = project.get_openai_client(agent_name=agent)
+    started = client.responses.create(input=" ".join(["word"] * 40), background=True)
+    cancelled = client.responses.cancel(started.id)
+    assert cancelled.status in ("cancelled", "completed")
+    assert client.responses.retrieve(started.id).status in ("cancelled", "completed")
+
+
+def test_two_calls_in_one_session_reach_the_same_container(project: AIProjectClient, agent: str) -> None:
+    client = project.get_openai_client(agent_name=agent)
+    first = client.responses.with_raw_response.create(input="first")
+    session = first.headers["x-agent-session-id"]
+    second = client.responses.with_raw_response.create(input="second", extra_headers={"x-agent-session-id": session})
+    assert second.headers["x-agent-session-id"] == session
+    assert second.parse().output_text == "echo: second"
+    mine = [c for c in session_containers(agent) if c.labels[f"{LABEL}.session"] == session]
+    assert len(mine) == 1
+    # And the conversation carries on in that sandbox: previous_response_id resolves there.
+    third = client.responses.create(input="third", previous_response_id=second.parse().id,
+                                    extra_headers={"x-agent-session-id": session})
+    assert third.output_text == "echo: third"
+
+
+def test_idle_session_is_released_and_resumes_transparently(project: AIProjectClient, image: str) -> None:
+    name = deploy(project, image, session_configuration={"idle_timeout_seconds": 2})
+    client = project.get_openai_client(agent_name=name)
+    first = client.responses.with_raw_response.create(input="before the nap")
+    session = first.headers["x-agent-session-id"]
+    deadline = time.monotonic() + 30
+    while session_containers(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert session_containers(name) == []  # compute released
+    assert project.agents.get_version(agent_name=name, agent_version="1").status == "active"
+    again = client.responses.create(input="after the nap", previous_response_id=first.parse().id,
+                                    extra_headers={"x-agent-session-id": session})
+    assert again.output_text == "echo: after the nap"
+    # The first response is still there: its state lives on the session's volume, not in the container.
+    assert client.responses.retrieve(first.parse().id).output_text == "echo: before the nap"
+
+
+def test_disable_and_enable(project: AIProjectClient, server: DockyardProcess, agent: str) -> None:
+    env = server.env()
+    token = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
+                      headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
+                      verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])).json()["access_token"]
+    with httpx.Client(verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"]),
+                      headers={"Authorization": f"Bearer {token}"}, params={"api-version": "v1"}) as http:
+        assert http.post(f"{server.endpoint}/agents/{agent}:disable").status_code == 204
+        assert project.agents.get(agent_name=agent).state == "disabled"
+        refused = http.post(f"{server.endpoint}/agents/{agent}/endpoint/protocols/openai/responses", json={"input": "x"})
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "AgentDisabled"
+        assert http.post(f"{server.endpoint}/agents/{agent}:enable").status_code == 204
+    assert project.get_openai_client(agent_name=agent).responses.create(input="back").output_text == "echo: back"
+
+
+def test_bad_input_is_refused_without_leaking_internals(server: DockyardProcess, agent: str) -> None:
+    env = server.env()
+    verify = ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])
+    token = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
+                      headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, verify=verify).json()["access_token"]
+    with httpx.Client(verify=verify, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        base = f"{server.endpoint}/openai/v1/responses"
+        unknown = http.post(base, json={"input": "x", "agent_reference": {"type": "agent_reference", "name": "nobody"}})
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "AgentNotFound"
+        malformed = http.post(base, content=b"{nope", headers={"content-type": "application/json"})
+        assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "InvalidRequestBody"
+        huge = http.post(base, content=b'{"input": "' + b"x" * (17 * 1024 * 1024) + b'"}',
+                         headers={"content-type": "application/json"})
+        assert huge.status_code == 413
+        no_agent = http.post(base, json={"input": "x"})
+        assert no_agent.status_code == 400 and no_agent.json()["error"]["code"] == "AgentReferenceRequired"
+        missing = http.get(f"{base}/caresp_0000000000000000000000000000000000000000000000000000")
+        assert missing.status_code == 404
+        for answer in (unknown, malformed, no_agent, missing):
+            text = answer.text
+            assert "127.0.0.1:" not in text and "Traceback" not in text and "10.88." not in text
+
+
+def test_legacy_sdk_openai_client(server: DockyardProcess, agent: str) -> None:
+    from support.legacy_venv import legacy_python
+
+    script = f"""
+import json, os
+from azure.identity import DefaultAzureCredential
+from azure.ai.projects import AIProjectClient
+client = AIProjectClient(endpoint=os.environ["AZURE_AI_PROJECT_ENDPOINT"], credential=DefaultAzureCredential())
+openai = client.get_openai_client()
+answer = openai.responses.create(input="from 2.0.0b3", extra_body={{"agent": {{"name": {agent!r}, "type": "agent_reference"}}}})
+print(json.dumps({{"text": answer.output_text}}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")} | server.env()
+    result = subprocess.run([str(legacy_python()), "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"text": "echo: from 2.0.0b3"}
