@@ -227,3 +227,43 @@ print(json.dumps({{"text": answer.output_text}}))
     result = subprocess.run([str(legacy_python()), "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"text": "echo: from 2.0.0b3"}
+
+
+def test_sessions_api_and_traffic_settings_through_the_sdk(project: AIProjectClient, image: str) -> None:
+    from azure.ai.projects.models import (
+        AgentEndpointConfig,
+        FixedRatioVersionSelectionRule,
+        VersionRefIndicator,
+        VersionSelector,
+    )
+
+    name = deploy(project, image)
+    project.agents.create_version(agent_name=name, definition=HostedAgentDefinition(
+        cpu="0.5", memory="1Gi", container_configuration=ContainerConfiguration(image=image),
+        protocol_versions=[ProtocolVersionRecord(protocol="responses", version="2.0.0")]))
+    deadline = time.monotonic() + 120
+    while project.agents.get_version(agent_name=name, agent_version="2").status != "active":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    split = AgentEndpointConfig(version_selector=VersionSelector(version_selection_rules=[
+        FixedRatioVersionSelectionRule(agent_version="1", traffic_percentage=80),
+        FixedRatioVersionSelectionRule(agent_version="2", traffic_percentage=20),
+    ]))
+    updated = project.agents.update_details(agent_name=name, agent_endpoint=split)
+    rules = updated["agent_endpoint"]["version_selector"]["version_selection_rules"]
+    assert [(r["agent_version"], r["traffic_percentage"]) for r in rules] == [("1", 80), ("2", 20)]
+
+    pinned = project.agents.create_session(agent_name=name, version_indicator=VersionRefIndicator(agent_version="2"))
+    assert pinned.status == "active" and pinned.version_indicator.agent_version == "2"
+    assert project.agents.get_session(agent_name=name, session_id=pinned.agent_session_id).status == "active"
+    listed = [s.agent_session_id for s in project.agents.list_sessions(agent_name=name)]
+    assert pinned.agent_session_id in listed
+    project.agents.stop_session(agent_name=name, session_id=pinned.agent_session_id)
+    assert project.agents.get_session(agent_name=name, session_id=pinned.agent_session_id).status == "idle"
+    assert [c for c in session_containers(name) if c.labels[f"{LABEL}.session"] == pinned.agent_session_id] == []
+    project.agents.delete_session(agent_name=name, session_id=pinned.agent_session_id)
+    from azure.core.exceptions import ResourceNotFoundError
+
+    with pytest.raises(ResourceNotFoundError):
+        project.agents.get_session(agent_name=name, session_id=pinned.agent_session_id)
