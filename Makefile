@@ -31,6 +31,7 @@ test: $(VENV)/.installed-dev
 # Benchmarks need a container engine (podman) and print ratios against a direct baseline.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/activation.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

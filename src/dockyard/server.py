@@ -118,8 +118,11 @@ def bind(host: str, port: int, *, before_the_address_exists: bool = False) -> so
     bridge with the first container, and dockyard must already be listening there by then.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only for sockets that say they are
+    # TCP, and with Nagle on every small TLS answer waited ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if before_the_address_exists and family == socket.AF_INET:
         try:
             sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)

@@ -22,7 +22,7 @@ from dockyard.api.dependencies import authenticate, authenticate_operator, json_
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.sessions import Session
-from dockyard.gateway.proxy import relay
+from dockyard.gateway.proxy import SandboxUnreachable, relay, unreachable
 from dockyard.gateway.routing import validate_endpoint
 from dockyard.identity.tokens import Principal
 
@@ -82,14 +82,28 @@ async def create_response(request: Request, project: str, agent_name: str | None
     sandboxes = services(request).sandboxes
     session = await run_in_threadpool(sandboxes.open, project, name, session_id=session_id,
                                       pinned_version=reference.get("version"))
-    target = await _target(request, session)
     response_id = new_response_id()
     await run_in_threadpool(services(request).sessions.route_response, response_id, session.id)
-    outbound = {**body, "agent_session_id": session.id}
+    outbound = json.dumps({**body, "agent_session_id": session.id}).encode()
     headers = _platform_headers(request, session, principal) | {"x-agent-response-id": response_id}
-    return await relay(services(request).http, "POST", f"{target.endpoint}/responses", headers=headers,
-                       content=json.dumps(outbound).encode(), extra_response_headers={"x-agent-session-id": session.id},
-                       request_id=headers["x-request-id"])
+    return await _relay_to_session(request, session, "POST", "/responses", headers, outbound)
+
+
+async def _relay_to_session(request: Request, session: Session, method: str, path: str, headers: dict[str, str],
+                            content: bytes | None) -> Response:
+    """Relay to the session's sandbox; if a warm one turns out gone, start it again and retry once."""
+    the = services(request)
+    for attempt in (1, 2):
+        target = await _target(request, session)
+        try:
+            return await relay(the.http, method, f"{target.endpoint}{path}", headers=headers, content=content,
+                               extra_response_headers={"x-agent-session-id": session.id},
+                               request_id=headers["x-request-id"])
+        except SandboxUnreachable:
+            the.sandboxes.forget(session.id)
+            if attempt == 2:
+                return unreachable(headers["x-request-id"])
+    raise AssertionError("unreachable")
 
 
 async def follow_response(request: Request, project: str, response_id: str, suffix: str = "") -> Response:
@@ -103,13 +117,11 @@ async def follow_response(request: Request, project: str, response_id: str, suff
         session = await run_in_threadpool(the.sessions.by_id, session_id)
     if session is None or session.project != project:
         raise NotFound(f"Response {response_id!r} was not found.", code="ResponseNotFound")
-    target = await _target(request, session)
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "api-version"])
-    url = f"{target.endpoint}/responses/{response_id}{suffix}" + (f"?{query}" if query else "")
+    path = f"/responses/{response_id}{suffix}" + (f"?{query}" if query else "")
     content = await request.body() if request.method == "POST" else None
     headers = _platform_headers(request, session, principal)
-    return await relay(the.http, request.method, url, headers=headers, content=content,
-                       extra_response_headers={"x-agent-session-id": session.id}, request_id=headers["x-request-id"])
+    return await _relay_to_session(request, session, request.method, path, headers, content)
 
 
 for _base in _OPENAI_BASES:

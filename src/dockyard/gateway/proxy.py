@@ -24,6 +24,15 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
                "transfer-encoding", "upgrade", "content-length", "host", "server", "date"}
 
 
+class SandboxUnreachable(Exception):
+    """The sandbox refused the connection: the request was not delivered."""
+
+
+def unreachable(request_id: str) -> Response:
+    return error_response(502, "AgentUnavailable", "The agent's sandbox could not be reached. Try again; if it "
+                          f"persists, check the version's status and logs (request id {request_id}).")
+
+
 async def relay(
     client: httpx.AsyncClient, method: str, url: str, *, headers: Mapping[str, str], content: bytes | None,
     extra_response_headers: Mapping[str, str] | None = None, request_id: str = "",
@@ -35,10 +44,12 @@ async def relay(
         log.warning("agent timed out: %s %s", method, url, extra={"request_id": request_id})
         return error_response(504, "AgentTimeout", "The agent did not answer in time. Try again; if it persists, "
                               f"check the agent's logs (request id {request_id}).")
+    except httpx.ConnectError as exc:
+        # Nothing reached the agent, so the caller may safely try another (freshly started) sandbox.
+        raise SandboxUnreachable(str(exc)) from None
     except httpx.HTTPError as exc:
         log.warning("agent unreachable: %s %s: %s", method, url, exc, extra={"request_id": request_id})
-        return error_response(502, "AgentUnavailable", "The agent's sandbox could not be reached. Try again; if it "
-                              f"persists, check the version's status and logs (request id {request_id}).")
+        return unreachable(request_id)
     if upstream.status_code >= 500:
         detail = (await upstream.aread())[:2000]
         await upstream.aclose()

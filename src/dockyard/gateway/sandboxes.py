@@ -46,11 +46,16 @@ class Target:
 
 class Sandboxes:
     def __init__(self, agents: AgentStore, sessions: SessionStore, reconciler: Reconciler,
-                 readiness_timeout_seconds: float = 120.0) -> None:
+                 readiness_timeout_seconds: float = 120.0, warm_seconds: float = 2.0) -> None:
         self.agents = agents
         self.sessions = sessions
         self.reconciler = reconciler
         self.readiness_timeout_seconds = readiness_timeout_seconds
+        # A sandbox seen running this recently is trusted without asking the engine again: asking
+        # costs tens of milliseconds, and a request that finds it gone after all is retried cold.
+        self.warm_seconds = warm_seconds
+        self._warm: dict[str, tuple[float, Target]] = {}
+        self._touched: dict[str, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._probe = httpx.Client(timeout=2.0)
@@ -79,6 +84,10 @@ class Sandboxes:
 
     def ensure_running(self, session: Session) -> Target:
         """Start the session's sandbox if it is not running, wait until it is ready, and mark the session used."""
+        warm = self._warm.get(session.id)
+        if warm is not None and time.monotonic() - warm[0] < self.warm_seconds:
+            self._touch(session.id)
+            return warm[1]
         runtime = self.reconciler.runtime
         if runtime is None:
             raise GatewayError("dockyard has no container engine, so no sandbox can run.",
@@ -95,6 +104,7 @@ class Sandboxes:
             # Mark the session in use before starting it, or the reconciler, seeing an idle session's
             # container appear, would release it again while it boots.
             self.sessions.touch(session.id)
+            self._touched[session.id] = time.monotonic()
             if cold:
                 try:
                     observed = runtime.ensure_running(self.reconciler.workload(desired, session.id))
@@ -102,9 +112,21 @@ class Sandboxes:
                     raise GatewayError(f"The session's sandbox could not start: {failure.message}",
                                        code=failure.code) from None
                 self._wait_until_ready(observed.endpoint)
-            self.sessions.touch(session.id)
         assert observed is not None and observed.endpoint is not None
-        return Target(session=session, version=desired, endpoint=observed.endpoint, cold_start=cold)
+        target = Target(session=session, version=desired, endpoint=observed.endpoint, cold_start=cold)
+        self._warm[session.id] = (time.monotonic(), Target(session, desired, observed.endpoint, cold_start=False))
+        return target
+
+    def forget(self, session_id: str) -> None:
+        """The sandbox did not answer: the next request asks the engine (and cold-starts if need be)."""
+        self._warm.pop(session_id, None)
+
+    def _touch(self, session_id: str) -> None:
+        # The idle clock needs seconds, not every request: write at most once a second per session.
+        last = self._touched.get(session_id, 0.0)
+        if time.monotonic() - last >= 1.0:
+            self._touched[session_id] = time.monotonic()
+            self.sessions.touch(session_id)
 
     def _wait_until_ready(self, endpoint: str | None) -> None:
         deadline = time.monotonic() + self.readiness_timeout_seconds
@@ -124,11 +146,13 @@ class Sandboxes:
             return self._locks.setdefault(session_id, threading.Lock())
 
     def stop(self, session: Session) -> None:
+        self.forget(session.id)
         if self.reconciler.runtime is not None:
             self.reconciler.runtime.stop(WorkloadKey(session.version_uid, session.id))
         self.sessions.set_status(session.id, SessionStatus.IDLE)
 
     def delete(self, session: Session) -> None:
+        self.forget(session.id)
         if self.reconciler.runtime is not None:
             self.reconciler.runtime.discard(WorkloadKey(session.version_uid, session.id))
         self.sessions.delete(session.id)
