@@ -14,14 +14,18 @@ from dockyard.domain.definitions import HostedDefinition
 from dockyard.domain.errors import CAPABILITY_HOST_NOT_FOUND, BadRequest, Conflict, NotFound
 from dockyard.domain.names import validate_agent_name
 from dockyard.domain.paging import Page, PageRequest
+from dockyard.domain.sessions import SessionStatus
 from dockyard.store.agents import AgentStore
+from dockyard.store.sessions import SessionStore
 
 
 class ControlPlane:
     def __init__(
-        self, store: AgentStore, *, capability_host: bool = True, on_change: Callable[[], None] = lambda: None
+        self, store: AgentStore, *, capability_host: bool = True, on_change: Callable[[], None] = lambda: None,
+        sessions: SessionStore | None = None,
     ) -> None:
         self.store = store
+        self.sessions = sessions
         self.capability_host = capability_host
         # Called after desired state changes, so the reconciler acts now rather than at its next tick.
         self.on_change = on_change
@@ -72,7 +76,8 @@ class ControlPlane:
         return self.store.list_agents(project, request)
 
     def delete_agent(self, project: str, agent_name: str, *, force: bool = False) -> None:
-        # `force` cascades to sessions; until sessions exist there is nothing that would need it.
+        self.store.get_agent(project, agent_name)
+        self._end_sessions(project, agent_name, None, force=force)
         self.store.delete_agent(project, agent_name)
         self.on_change()
 
@@ -83,8 +88,29 @@ class ControlPlane:
         return self.store.list_versions(project, agent_name, request)
 
     def delete_version(self, project: str, agent_name: str, version: str, *, force: bool = False) -> None:
+        self.store.get_version(project, agent_name, version)
+        self._end_sessions(project, agent_name, str(version).rsplit(":", 1)[-1], force=force)
         self.store.delete_version(project, agent_name, version)
         self.on_change()
+
+    def _end_sessions(self, project: str, agent_name: str, version: str | None, *, force: bool) -> None:
+        """Foundry's rule: live sessions block a delete (409) unless `force`, which deletes them too.
+
+        Their sandboxes and volumes go with the next reconcile pass, which removes whatever no session owns.
+        """
+        if self.sessions is None:
+            return
+        mine = [s for s in self.sessions.list(project, agent_name) if version is None or s.version == version]
+        live = [s for s in mine if s.status in (SessionStatus.CREATING, SessionStatus.ACTIVE)]
+        if live and not force:
+            what = f"version {version} of {agent_name!r}" if version else f"agent {agent_name!r}"
+            raise Conflict(
+                f"{len(live)} session(s) of {what} are active. Stop them first, or delete with force=true, which "
+                "deletes the sessions as well.",
+                code="ActiveSessionsExist",
+            )
+        for session in mine:
+            self.sessions.delete(session.id)
 
     def _exists(self, project: str, agent_name: str) -> bool:
         try:

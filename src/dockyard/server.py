@@ -95,7 +95,8 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
                             sessions=sessions)
     return Services(
         settings=settings,
-        control_plane=ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake),
+        control_plane=ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake,
+                                   sessions=sessions),
         authority=TokenAuthority.from_home(home, lifetime_seconds=settings.token_lifetime_seconds),
         identity_secret=identity_secret,
         registries=registries,

@@ -267,3 +267,23 @@ def test_sessions_api_and_traffic_settings_through_the_sdk(project: AIProjectCli
 
     with pytest.raises(ResourceNotFoundError):
         project.agents.get_session(agent_name=name, session_id=pinned.agent_session_id)
+
+
+def test_live_sessions_block_a_delete_unless_forced(project: AIProjectClient, image: str) -> None:
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+    name = deploy(project, image)
+    answer = project.get_openai_client(agent_name=name).responses.with_raw_response.create(input="keep me busy")
+    session = answer.headers["x-agent-session-id"]
+    with pytest.raises(HttpResponseError) as caught:
+        project.agents.delete_version(agent_name=name, agent_version="1")
+    assert caught.value.status_code == 409 and caught.value.error.code == "ActiveSessionsExist"
+    with pytest.raises(HttpResponseError):
+        project.agents.delete(agent_name=name)
+    assert project.agents.delete(agent_name=name, force=True).deleted is True
+    with pytest.raises(ResourceNotFoundError):
+        project.agents.get(agent_name=name)
+    deadline = time.monotonic() + 30
+    while session_containers(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert session_containers(name) == [], session
