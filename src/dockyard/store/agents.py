@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from dockyard.domain.agents import Agent, AgentVersion, VersionError, VersionSta
 from dockyard.domain.definitions import HostedDefinition
 from dockyard.domain.errors import BadRequest, Conflict, NotFound
 from dockyard.domain.paging import Page, PageRequest
-from dockyard.store.database import READONLY
+from dockyard.store.database import Repository
 from dockyard.store.tables import AgentRow, AgentVersionRow
 
 
@@ -37,21 +36,10 @@ class DesiredVersion:
     updated_at: int
 
 
-class AgentStore:
+class AgentStore(Repository):
     def __init__(self, engine: Engine, *, clock: Callable[[], int] = _unix_now) -> None:
-        self._engine = engine
-        self._reader = engine.execution_options(**{READONLY: True})
+        super().__init__(engine)
         self._clock = clock
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        with Session(self._engine, expire_on_commit=False) as session, session.begin():
-            yield session
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self._reader, expire_on_commit=False) as session, session.begin():
-            yield session
 
     # -- versions -----------------------------------------------------------------------------------
 

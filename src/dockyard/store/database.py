@@ -9,12 +9,15 @@ marked with the `READONLY` execution option, begin deferred and run beside the w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -67,3 +70,21 @@ def migrate(engine: Engine) -> None:
         finally:
             if sqlite:
                 connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+
+
+class Repository:
+    """Base of the stores: write transactions take the write lock up front, reads run beside them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._reader = engine.execution_options(**{READONLY: True})
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._reader, expire_on_commit=False) as session, session.begin():
+            yield session

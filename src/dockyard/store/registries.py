@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from dockyard.domain.errors import REGISTRY_CONNECTION_NOT_FOUND, Conflict, NotFound
-from dockyard.store.database import READONLY
+from dockyard.store.database import Repository
 from dockyard.store.tables import RegistryConnectionRow
 
 
@@ -33,16 +32,12 @@ def connection_name(connection_id: str) -> str:
     return connection_id.rstrip("/").rsplit("/", 1)[-1]
 
 
-class RegistryStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._reader = engine.execution_options(**{READONLY: True})
-
+class RegistryStore(Repository):
     def add(self, project: str, name: str, server: str, username: str, password: str) -> RegistryConnection:
         row = RegistryConnectionRow(project=project, name=name, server=server, username=username, password=password,
                                     created_at=int(time.time()))
         try:
-            with Session(self._engine) as session, session.begin():
+            with self._write() as session:
                 session.add(row)
         except IntegrityError:
             raise Conflict(f"A registry connection named {name!r} already exists; remove it first.",
@@ -50,14 +45,14 @@ class RegistryStore:
         return RegistryConnection(name, server, username, password)
 
     def remove(self, project: str, name: str) -> None:
-        with Session(self._engine) as session, session.begin():
+        with self._write() as session:
             removed = session.execute(delete(RegistryConnectionRow).where(
                 RegistryConnectionRow.project == project, RegistryConnectionRow.name == name)).rowcount
         if not removed:
             raise _not_found(name)
 
     def list(self, project: str) -> list[RegistryConnection]:
-        with Session(self._reader) as session, session.begin():
+        with self._read() as session:
             rows = session.scalars(select(RegistryConnectionRow).where(RegistryConnectionRow.project == project)
                                    .order_by(RegistryConnectionRow.name)).all()
             return [RegistryConnection(r.name, r.server, r.username, r.password) for r in rows]

@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as DbSession
 
 from dockyard.domain.errors import NotFound
 from dockyard.domain.sessions import Session, SessionStatus
-from dockyard.store.database import READONLY
+from dockyard.store.database import Repository
 from dockyard.store.tables import ResponseRouteRow, SessionRow
 
 
-class SessionStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._reader = engine.execution_options(**{READONLY: True})
-
-    @contextmanager
-    def _write(self) -> Iterator[DbSession]:
-        with DbSession(self._engine, expire_on_commit=False) as session, session.begin():
-            yield session
-
-    @contextmanager
-    def _read(self) -> Iterator[DbSession]:
-        with DbSession(self._reader, expire_on_commit=False) as session, session.begin():
-            yield session
-
+class SessionStore(Repository):
     def create(self, session: Session) -> Session:
         """Record a new session; if another request created the same id first, that one wins."""
         try:
