@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.api import wire
 from dockyard.api.dependencies import authenticate, authenticate_operator, json_body, project, services
 from dockyard.domain.definitions import WireShape
-from dockyard.domain.errors import BadRequest, NotFound
+from dockyard.domain.errors import BadRequest, NotFound, PayloadTooLarge
 from dockyard.domain.sessions import Session
 from dockyard.gateway.proxy import SandboxUnreachable, relay, unreachable
 from dockyard.gateway.routing import validate_endpoint
@@ -136,6 +136,34 @@ for _base in _OPENAI_BASES:
 
     router.add_api_route(f"{_base}/responses/{{response_id}}/cancel", _cancel, methods=["POST"])
     router.add_api_route(f"{_base}/responses/{{response_id}}/input_items", _input_items, methods=["GET"])
+
+
+# -- the Invocations protocol (2.x) ------------------------------------------------------------------
+
+@router.post("/agents/{agent_name}/endpoint/protocols/invocations")
+async def invoke(request: Request, project: str, agent_name: str) -> Response:
+    """Relayed as it is to the sandbox's POST /invocations: any body, any answer, streaming included.
+
+    The session comes from the `agent_session_id` query parameter (as Foundry reads it), the
+    `x-agent-session-id` header, or a new one, and goes to the sandbox in that same query parameter.
+    """
+    _check_api_version(request)
+    principal = authenticate(request)
+    limit = services(request).settings.max_invocation_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")
+    content = await request.body()
+    if len(content) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")
+    session_id = request.query_params.get("agent_session_id") or request.headers.get("x-agent-session-id")
+    session = await run_in_threadpool(services(request).sandboxes.open, project, agent_name, session_id=session_id,
+                                      pinned_version=None)
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k not in ("api-version",
+                                                                                         "agent_session_id")]
+                      + [("agent_session_id", session.id)])
+    headers = _platform_headers(request, session, principal)
+    return await _relay_to_session(request, session, "POST", f"/invocations?{query}", headers, content)
 
 
 # -- sessions (2.x) ---------------------------------------------------------------------------------

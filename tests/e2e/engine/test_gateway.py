@@ -68,11 +68,12 @@ def project(server: DockyardProcess) -> Iterator[AIProjectClient]:
 
 
 def deploy(project: AIProjectClient, image: str, *, env: dict[str, str] | None = None,
-           session_configuration: dict[str, Any] | None = None, name: str | None = None) -> str:
+           session_configuration: dict[str, Any] | None = None, name: str | None = None,
+           protocol: str = "responses") -> str:
     name = name or f"echo-{uuid.uuid4().hex[:6]}"
     definition = HostedAgentDefinition(
         cpu="0.5", memory="1Gi", container_configuration=ContainerConfiguration(image=image),
-        protocol_versions=[ProtocolVersionRecord(protocol="responses", version="2.0.0")],
+        protocol_versions=[ProtocolVersionRecord(protocol=protocol, version="2.0.0")],
         environment_variables=env or {},
     )
     if session_configuration is not None:
@@ -287,3 +288,31 @@ def test_live_sessions_block_a_delete_unless_forced(project: AIProjectClient, im
     while session_containers(name) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert session_containers(name) == [], session
+
+
+def test_invocations_are_relayed_streaming_included(project: AIProjectClient, server: DockyardProcess,
+                                                   image: str) -> None:
+    name = deploy(project, image, env={"ECHO_PROTOCOL": "invocations", "ECHO_WORD_DELAY_SECONDS": "0.3"},
+                  protocol="invocations")
+    env = server.env()
+    verify = ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])
+    token = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
+                      headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, verify=verify).json()["access_token"]
+    url = f"{server.endpoint}/agents/{name}/endpoint/protocols/invocations"
+    with httpx.Client(verify=verify, headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
+        first = http.post(url, params={"api-version": "v1"}, json={"message": "hello invocations"})
+        assert first.status_code == 200, first.text
+        session = first.headers["x-agent-session-id"]
+        assert first.json() == {"echo": "hello invocations", "session": session}
+        again = http.post(url, params={"api-version": "v1", "agent_session_id": session}, json={"message": "again"})
+        assert again.json() == {"echo": "again", "session": session}
+
+        arrivals: list[float] = []
+        with http.stream("POST", url, params={"api-version": "v1", "agent_session_id": session},
+                         json={"message": "one two three", "stream": True}) as streamed:
+            assert streamed.headers["content-type"].startswith("text/event-stream")
+            for line in streamed.iter_lines():
+                if line.startswith("event: word"):
+                    arrivals.append(time.monotonic())
+        assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] > 0.45  # relayed as emitted, 0.3 s apart
+    assert len([c for c in session_containers(name) if c.labels[f"{LABEL}.session"] == session]) == 1
