@@ -247,7 +247,7 @@ class Reconciler:
         until = time.monotonic() + self.settings.readiness_wait_per_pass_seconds
         next_look = time.monotonic() + 1.0
         while True:
-            if self._ready(observed.endpoint):
+            if self.ready(observed.endpoint):
                 self._set(desired, VersionStatus.ACTIVE)
                 log.info("%s:%s is active", desired.version.agent_name, desired.version.version)
                 return
@@ -268,7 +268,8 @@ class Reconciler:
                        "/readiness, as Microsoft's hosting adapters do." + self._last_logs(observed.key))
             self.runtime.stop(observed.key)
 
-    def _ready(self, endpoint: str) -> bool:
+    def ready(self, endpoint: str) -> bool:
+        """Whether a sandbox answers GET /readiness with 200, as Microsoft's hosting adapters do once up."""
         try:
             return self._probe.get(f"{endpoint}/readiness").status_code == 200
         except httpx.HTTPError:

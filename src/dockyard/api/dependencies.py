@@ -109,8 +109,8 @@ def project(request: Request) -> str:
     return name
 
 
-async def json_body(request: Request, limit: int | None = None) -> dict[str, Any]:
-    limit = limit or services(request).settings.max_request_bytes
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over `limit` (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")
@@ -119,6 +119,11 @@ async def json_body(request: Request, limit: int | None = None) -> dict[str, Any
         raw += chunk
         if len(raw) > limit:
             raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")
+    return bytes(raw)
+
+
+async def json_body(request: Request, limit: int | None = None) -> dict[str, Any]:
+    raw = await read_body(request, limit or services(request).settings.max_request_bytes)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api import wire
-from dockyard.api.dependencies import authenticate, authenticate_operator, json_body, project, services
+from dockyard.api.dependencies import authenticate, authenticate_operator, json_body, project, read_body, services
 from dockyard.domain.definitions import WireShape
-from dockyard.domain.errors import BadRequest, NotFound, PayloadTooLarge
+from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.sessions import Session
 from dockyard.gateway.proxy import SandboxUnreachable, relay, unreachable
 from dockyard.gateway.routing import validate_endpoint
@@ -149,13 +149,7 @@ async def invoke(request: Request, project: str, agent_name: str) -> Response:
     """
     _check_api_version(request)
     principal = authenticate(request)
-    limit = services(request).settings.max_invocation_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")
-    content = await request.body()
-    if len(content) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", code="RequestBodyTooLarge")
+    content = await read_body(request, services(request).settings.max_invocation_bytes)
     session_id = request.query_params.get("agent_session_id") or request.headers.get("x-agent-session-id")
     session = await run_in_threadpool(services(request).sandboxes.open, project, agent_name, session_id=session_id,
                                       pinned_version=None)

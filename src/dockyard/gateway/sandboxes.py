@@ -13,8 +13,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import httpx
-
 from dockyard.domain.errors import NotFound, DockyardError
 from dockyard.domain.sessions import Session, SessionStatus, idle_timeout_from, new_session_id, validate_session_id
 from dockyard.gateway.routing import pick_version
@@ -58,7 +56,6 @@ class Sandboxes:
         self._touched: dict[str, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._probe = httpx.Client(timeout=2.0)
 
     def open(self, project: str, agent_name: str, *, session_id: str | None, pinned_version: str | None) -> Session:
         """The request's session: the one it names (made if new) or a fresh one, on a version picked now."""
@@ -131,12 +128,9 @@ class Sandboxes:
     def _wait_until_ready(self, endpoint: str | None) -> None:
         deadline = time.monotonic() + self.readiness_timeout_seconds
         while endpoint is not None and time.monotonic() < deadline:
-            try:
-                if self._probe.get(f"{endpoint}/readiness").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+            if self.reconciler.ready(endpoint):
+                return
+            time.sleep(self.reconciler.settings.readiness_probe_seconds)
         raise GatewayError(f"The session's sandbox did not become ready within {self.readiness_timeout_seconds:.0f}s.")
 
     def _lock(self, session_id: str) -> threading.Lock:

@@ -114,8 +114,6 @@ class ContainersRuntime:
             if container.status != "running":
                 container.start()
             container.reload()
-        except RuntimeFailure:
-            raise
         except (APIError, DockerException) as exc:
             if created and container is not None:
                 # A container that could not start is left "created" by the engine; do not keep it.
@@ -315,8 +313,6 @@ class ContainersRuntime:
                 error = message.get("error") or (message.get("errorDetail") or {}).get("message")
                 if error:
                     raise _pull_failure(image, str(error), credentials)
-        except RuntimeFailure:
-            raise
         except (APIError, DockerException) as exc:
             raise _pull_failure(image, _explain(exc), credentials) from None
 

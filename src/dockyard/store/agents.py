@@ -1,7 +1,7 @@
 """Agents and versions in the database.
 
 This is the desired state of the system: what users asked for. The runtime's observations come back
-through `set_version_status`, which only allows the moves the version lifecycle allows.
+through `set_status`, which only allows the moves the version lifecycle allows.
 """
 
 from __future__ import annotations
@@ -85,28 +85,13 @@ class AgentStore(Repository):
             return _version(agent_name, row)
 
     def get_version(self, project: str, agent_name: str, version: str) -> AgentVersion:
-        number = parse_version_number(version, agent_name)
         with self._read() as session:
-            agent = self._agent_row(session, project, agent_name)
-            row = None
-            if number is not None:
-                row = session.scalars(
-                    select(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
-                ).one_or_none()
-            if row is None:
-                raise _version_not_found(agent_name, version)
-            return _version(agent_name, row)
+            return _version(agent_name, self._version_row(session, project, agent_name, version))
 
     def version_uid(self, project: str, agent_name: str, version: str) -> str:
         """The uid that names a version's containers; NotFound as get_version."""
-        number = parse_version_number(version, agent_name)
         with self._read() as session:
-            agent = self._agent_row(session, project, agent_name)
-            uid = session.scalar(select(AgentVersionRow.uid).where(
-                AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number))
-            if uid is None:
-                raise _version_not_found(agent_name, version)
-            return uid
+            return self._version_row(session, project, agent_name, version).uid
 
     def list_versions(self, project: str, agent_name: str, request: PageRequest) -> Page[AgentVersion]:
         with self._read() as session:
@@ -149,14 +134,8 @@ class AgentStore(Repository):
         error: VersionError | None = None,
     ) -> AgentVersion:
         """Record what the runtime observed, refusing moves the lifecycle does not allow."""
-        number = parse_version_number(version, agent_name)
         with self._write() as session:
-            agent = self._agent_row(session, project, agent_name)
-            row = session.scalars(
-                select(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
-            ).one_or_none()
-            if row is None:
-                raise _version_not_found(agent_name, version)
+            row = self._version_row(session, project, agent_name, version)
             current = VersionStatus(row.status)
             if not can_transition(current, status):
                 raise Conflict(
@@ -261,6 +240,18 @@ class AgentStore(Repository):
         if agent is None:
             raise _agent_not_found(agent_name)
         return agent
+
+    def _version_row(self, session: Session, project: str, agent_name: str, version: str) -> AgentVersionRow:
+        agent = self._agent_row(session, project, agent_name)
+        number = parse_version_number(version, agent_name)
+        row = None
+        if number is not None:
+            row = session.scalars(
+                select(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
+            ).one_or_none()
+        if row is None:
+            raise _version_not_found(agent_name, version)
+        return row
 
     @staticmethod
     def _agent_cursor(session: Session, project: str, cursor: str | None) -> int | None:
