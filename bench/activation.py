@@ -13,25 +13,13 @@ Writes bench/results/activation.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from support.engine import require_engine  # noqa: E402
-from support.images import build_image, ensure_base_image, push_image  # noqa: E402
-from support.process import DockyardProcess  # noqa: E402
-from support.registry import Registry  # noqa: E402
+from _setup import ROOT, echo_agent_on_dockyard, write_result
 
 TARGET_RATIO = 1.15
 POLL_SECONDS = 0.02
@@ -99,37 +87,27 @@ def main() -> None:
     if args.runs < 5:
         parser.error("at least 5 runs")
 
-    engine_url = os.environ.setdefault("DOCKER_HOST", require_engine())
-    ensure_base_image()
-    local = build_image("echo-agent", "bench", ROOT / "tests" / "fixtures" / "images" / "echo-agent")
-    with Registry() as registry, tempfile.TemporaryDirectory() as home:
-        image = f"{registry.host}/echo-agent:bench"
-        push_image(local, image)
+    with echo_agent_on_dockyard() as (server, image, engine_url):
         subprocess.run(["podman", "pull", "--tls-verify=false", "-q", image], check=True, capture_output=True)
-        server = DockyardProcess(home=Path(home) / "home").start()
-        try:
-            os.environ.update(server.env())
-            from azure.ai.projects import AIProjectClient
-            from azure.identity import DefaultAzureCredential
+        from azure.ai.projects import AIProjectClient
+        from azure.identity import DefaultAzureCredential
 
-            client = AIProjectClient(endpoint=server.endpoint, credential=DefaultAzureCredential())
-            time_dockyard(client, "bench-warmup", image)  # token, connections, image cache
-            wait_until_gone("bench-warmup")
-            time_direct(image)
-            dockyard_runs, direct_runs = [], []
-            for run in range(args.runs):
-                name = f"bench-{run}"
-                dockyard_runs.append(time_dockyard(client, name, image))
-                wait_until_gone(name)
-                direct_runs.append(time_direct(image))
-                print(f"run {run + 1}: dockyard {dockyard_runs[-1]:.3f}s  podman run {direct_runs[-1]:.3f}s", flush=True)
-        finally:
-            server.stop()
+        client = AIProjectClient(endpoint=server.endpoint, credential=DefaultAzureCredential())
+        time_dockyard(client, "bench-warmup", image)  # token, connections, image cache
+        wait_until_gone("bench-warmup")
+        time_direct(image)
+        dockyard_runs, direct_runs = [], []
+        for run in range(args.runs):
+            name = f"bench-{run}"
+            dockyard_runs.append(time_dockyard(client, name, image))
+            wait_until_gone(name)
+            direct_runs.append(time_direct(image))
+            print(f"run {run + 1}: dockyard {dockyard_runs[-1]:.3f}s  podman run {direct_runs[-1]:.3f}s", flush=True)
 
     dockyard_median = statistics.median(dockyard_runs)
     direct_median = statistics.median(direct_runs)
     ratio = dockyard_median / direct_median
-    result = {
+    write_result(args.out, {
         "bench": "activation",
         "what": "create_version -> active (dockyard) vs podman run -> /readiness 200 (direct), same cached image",
         "runs": args.runs,
@@ -141,11 +119,7 @@ def main() -> None:
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio <= TARGET_RATIO,
         "engine": engine_url,
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count(), "system": platform.platform()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    })
     print(f"\nmedian: dockyard {dockyard_median:.3f}s, podman run {direct_median:.3f}s, "
           f"ratio {ratio:.2f} (target <= {TARGET_RATIO}) -> {args.out.relative_to(ROOT)}")
 

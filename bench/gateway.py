@@ -13,25 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import ssl
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from support.engine import remove_dockyard_leftovers, require_engine  # noqa: E402
-from support.images import build_image, ensure_base_image, push_image  # noqa: E402
-from support.process import DockyardProcess  # noqa: E402
-from support.registry import Registry  # noqa: E402
+from _setup import ROOT, echo_agent_on_dockyard, write_result
 
 BODY = {"input": "hello gateway"}
 
@@ -112,45 +100,34 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gateway.json")
     args = parser.parse_args()
 
-    engine_url = os.environ.setdefault("DOCKER_HOST", require_engine())
-    ensure_base_image()
-    local = build_image("echo-agent", "bench", ROOT / "tests" / "fixtures" / "images" / "echo-agent")
-    with Registry() as registry, tempfile.TemporaryDirectory() as home:
-        image = f"{registry.host}/echo-agent:bench"
-        push_image(local, image)
-        server = DockyardProcess(home=Path(home) / "home").start()
-        try:
-            env = server.env()
-            os.environ.update(env)
-            from azure.ai.projects import AIProjectClient
-            from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
-            from azure.identity import DefaultAzureCredential
+    with echo_agent_on_dockyard() as (server, image, engine_url):
+        env = server.env()
+        from azure.ai.projects import AIProjectClient
+        from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
+        from azure.identity import DefaultAzureCredential
 
-            credential = DefaultAzureCredential()
-            project = AIProjectClient(endpoint=server.endpoint, credential=credential)
-            project.agents.create_version(agent_name="bench-echo", definition=HostedAgentDefinition(
-                cpu="1", memory="2Gi", container_configuration=ContainerConfiguration(image=image),
-                protocol_versions=[ProtocolVersionRecord(protocol="responses", version="2.0.0")]))
-            while project.agents.get_version(agent_name="bench-echo", agent_version="1").status != "active":
-                time.sleep(0.2)
-            token = credential.get_token("https://ai.azure.com/.default").token
-            gateway = f"{server.endpoint}/agents/bench-echo/endpoint/protocols/openai/responses"
-            verify = ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])
-            first = httpx.post(gateway, json=BODY, headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=120)
-            first.raise_for_status()
-            session = first.headers["x-agent-session-id"]
-            headers = {"Authorization": f"Bearer {token}", "x-agent-session-id": session}
-            import docker
+        credential = DefaultAzureCredential()
+        project = AIProjectClient(endpoint=server.endpoint, credential=credential)
+        project.agents.create_version(agent_name="bench-echo", definition=HostedAgentDefinition(
+            cpu="1", memory="2Gi", container_configuration=ContainerConfiguration(image=image),
+            protocol_versions=[ProtocolVersionRecord(protocol="responses", version="2.0.0")]))
+        while project.agents.get_version(agent_name="bench-echo", agent_version="1").status != "active":
+            time.sleep(0.2)
+        token = credential.get_token("https://ai.azure.com/.default").token
+        gateway = f"{server.endpoint}/agents/bench-echo/endpoint/protocols/openai/responses"
+        verify = ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])
+        first = httpx.post(gateway, json=BODY, headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=120)
+        first.raise_for_status()
+        session = first.headers["x-agent-session-id"]
+        headers = {"Authorization": f"Bearer {token}", "x-agent-session-id": session}
+        import docker
 
-            client = docker.DockerClient(base_url=engine_url)
-            [container] = [c for c in client.containers.list(filters={"label": "io.dockyard.agent=bench-echo"})
-                           if c.labels.get("io.dockyard.session") == session]
-            port = container.attrs["NetworkSettings"]["Ports"]["8088/tcp"][0]["HostPort"]
-            direct = f"http://127.0.0.1:{port}/responses"
-            figures = asyncio.run(measure(direct, gateway, headers, verify, args.requests, args.concurrency))
-        finally:
-            server.stop()
-            remove_dockyard_leftovers(server.home)
+        client = docker.DockerClient(base_url=engine_url)
+        [container] = [c for c in client.containers.list(filters={"label": "io.dockyard.agent=bench-echo"})
+                       if c.labels.get("io.dockyard.session") == session]
+        port = container.attrs["NetworkSettings"]["Ports"]["8088/tcp"][0]["HostPort"]
+        direct = f"http://127.0.0.1:{port}/responses"
+        figures = asyncio.run(measure(direct, gateway, headers, verify, args.requests, args.concurrency))
 
     result = {
         "bench": "gateway",
@@ -159,11 +136,8 @@ def main() -> None:
         "concurrency": args.concurrency,
         **{k: round(v, 3) for k, v in figures.items()},
         "targets": {"added_p50_ms": 1, "added_p99_ms": 5, "throughput_ratio": 0.9, "ttfe_overhead_ms": 2},
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count(), "system": platform.platform()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     for key, value in result.items():
         if key.endswith(("_ms", "_rps", "_ratio")):
             print(f"{key:>20}: {value}")

@@ -7,12 +7,15 @@ DOCKYARD_REQUIRE_ENGINE=1 (CI) tests/conftest.py turns that skip into a failure.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 import pytest
 
 from support.images import engine_candidates, engine_url, podman_available
+from support.process import DockyardProcess
 
 INSTALL_HINT = ("install podman (apt-get install podman runc, then run ci/setup-podman.sh as root to start its "
                 "API service) or docker, or set DOCKER_HOST")
@@ -61,3 +64,20 @@ def remove_dockyard_leftovers(home: Path) -> None:
             volume.remove(force=True)
     finally:
         client.close()
+
+
+FIXTURE_IMAGES = Path(__file__).parents[1] / "fixtures" / "images"
+DOCKYARD_LABEL = "io.dockyard"
+
+
+@contextmanager
+def engine_dockyard(home: Path, engine_url: str) -> Iterator[DockyardProcess]:
+    """A `dockyard up` driving the engine; its containers and session volumes are removed when it ends."""
+    os.environ["DOCKER_HOST"] = engine_url
+    running = DockyardProcess(home=home).start()
+    try:
+        yield running
+    finally:
+        if running.process and running.process.poll() is None:
+            running.stop()
+        remove_dockyard_leftovers(running.home)

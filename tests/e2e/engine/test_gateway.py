@@ -13,7 +13,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -22,26 +21,18 @@ import pytest
 from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
 from azure.identity import DefaultAzureCredential
-from support.engine import remove_dockyard_leftovers, require_engine
+from support.engine import DOCKYARD_LABEL, FIXTURE_IMAGES, engine_dockyard
 from support.images import build_image, ensure_base_image, push_image
 from support.process import DockyardProcess
 from support.registry import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
 
-FIXTURES = Path(__file__).parents[2] / "fixtures" / "images"
-LABEL = "io.dockyard"
-
-
-@pytest.fixture(scope="module")
-def engine_url() -> str:
-    return require_engine()
-
 
 @pytest.fixture(scope="module")
 def image(engine_url: str) -> Iterator[str]:
     ensure_base_image()
-    local = build_image("echo-agent", "v1", FIXTURES / "echo-agent")
+    local = build_image("echo-agent", "v1", FIXTURE_IMAGES / "echo-agent")
     with Registry() as registry:
         reference = f"{registry.host}/echo-agent:gateway"
         push_image(local, reference)
@@ -50,12 +41,8 @@ def image(engine_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str, image: str) -> Iterator[DockyardProcess]:
-    os.environ["DOCKER_HOST"] = engine_url
-    running = DockyardProcess(home=tmp_path_factory.mktemp("gateway-home")).start()
-    yield running
-    if running.process and running.process.poll() is None:
-        running.stop()
-    remove_dockyard_leftovers(running.home)
+    with engine_dockyard(tmp_path_factory.mktemp("gateway-home"), engine_url) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +80,8 @@ def agent(project: AIProjectClient, image: str) -> str:
 
 def session_containers(agent_name: str) -> list[Any]:
     client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
-    found = client.containers.list(all=True, filters={"label": f"{LABEL}.agent={agent_name}"})
-    return [c for c in found if c.labels.get(f"{LABEL}.session")]
+    found = client.containers.list(all=True, filters={"label": f"{DOCKYARD_LABEL}.agent={agent_name}"})
+    return [c for c in found if c.labels.get(f"{DOCKYARD_LABEL}.session")]
 
 
 def test_responses_through_both_2x_bases(project: AIProjectClient, agent: str) -> None:
@@ -149,7 +136,7 @@ def test_two_calls_in_one_session_reach_the_same_container(project: AIProjectCli
     second = client.responses.with_raw_response.create(input="second", extra_headers={"x-agent-session-id": session})
     assert second.headers["x-agent-session-id"] == session
     assert second.parse().output_text == "echo: second"
-    mine = [c for c in session_containers(agent) if c.labels[f"{LABEL}.session"] == session]
+    mine = [c for c in session_containers(agent) if c.labels[f"{DOCKYARD_LABEL}.session"] == session]
     assert len(mine) == 1
     # And the conversation carries on in that sandbox: previous_response_id resolves there.
     third = client.responses.create(input="third", previous_response_id=second.parse().id,
@@ -262,7 +249,7 @@ def test_sessions_api_and_traffic_settings_through_the_sdk(project: AIProjectCli
     assert pinned.agent_session_id in listed
     project.agents.stop_session(agent_name=name, session_id=pinned.agent_session_id)
     assert project.agents.get_session(agent_name=name, session_id=pinned.agent_session_id).status == "idle"
-    assert [c for c in session_containers(name) if c.labels[f"{LABEL}.session"] == pinned.agent_session_id] == []
+    assert [c for c in session_containers(name) if c.labels[f"{DOCKYARD_LABEL}.session"] == pinned.agent_session_id] == []
     project.agents.delete_session(agent_name=name, session_id=pinned.agent_session_id)
     from azure.core.exceptions import ResourceNotFoundError
 
@@ -315,4 +302,4 @@ def test_invocations_are_relayed_streaming_included(project: AIProjectClient, se
                 if line.startswith("event: word"):
                     arrivals.append(time.monotonic())
         assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] > 0.45  # relayed as emitted, 0.3 s apart
-    assert len([c for c in session_containers(name) if c.labels[f"{LABEL}.session"] == session]) == 1
+    assert len([c for c in session_containers(name) if c.labels[f"{DOCKYARD_LABEL}.session"] == session]) == 1

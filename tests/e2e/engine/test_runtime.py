@@ -13,7 +13,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -22,20 +21,12 @@ import pytest
 from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
 from azure.identity import DefaultAzureCredential
-from support.engine import remove_dockyard_leftovers, require_engine
+from support.engine import DOCKYARD_LABEL, FIXTURE_IMAGES, engine_dockyard
 from support.images import build_image, ensure_base_image, push_image
 from support.process import DockyardProcess, dockyard_command
 from support.registry import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
-
-FIXTURES = Path(__file__).parents[2] / "fixtures" / "images"
-LABEL = "io.dockyard"
-
-
-@pytest.fixture(scope="module")
-def engine_url() -> str:
-    return require_engine()
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +51,7 @@ def auth_registry() -> Iterator[Registry]:
 @pytest.fixture(scope="module")
 def images(engine_url: str, registry: Registry, auth_registry: Registry) -> dict[str, str]:
     ensure_base_image()
-    built = {name: build_image(name, "v1", FIXTURES / name)
+    built = {name: build_image(name, "v1", FIXTURE_IMAGES / name)
              for name in ("echo-agent", "crasher", "memory-hog")}
     refs = {name: f"{registry.host}/{name}:v1" for name in built}
     for name, local in built.items():
@@ -73,12 +64,8 @@ def images(engine_url: str, registry: Registry, auth_registry: Registry) -> dict
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str, images: dict[str, str]) -> Iterator[DockyardProcess]:
-    os.environ["DOCKER_HOST"] = engine_url
-    running = DockyardProcess(home=tmp_path_factory.mktemp("runtime-home")).start()
-    yield running
-    if running.process and running.process.poll() is None:
-        running.stop()
-    remove_dockyard_leftovers(running.home)
+    with engine_dockyard(tmp_path_factory.mktemp("runtime-home"), engine_url) as running:
+        yield running
 
 
 @pytest.fixture
@@ -112,7 +99,7 @@ def wait_for_status(client: AIProjectClient, name: str, version: str, wanted: se
 
 
 def containers_of(engine: docker.DockerClient, name: str, version: str | None = None) -> list[Any]:
-    filters = [f"{LABEL}.agent={name}"] + ([f"{LABEL}.version={version}"] if version else [])
+    filters = [f"{DOCKYARD_LABEL}.agent={name}"] + ([f"{DOCKYARD_LABEL}.version={version}"] if version else [])
     return engine.containers.list(all=True, filters={"label": filters})
 
 
@@ -305,8 +292,8 @@ def test_latest_is_pulled_again_on_each_activation(
     name = unique("latest")
     floating = f"{registry.host}/floating:latest"
     # Two different images pushed in turn under the same `latest` tag: each activation must see the newest.
-    first_local = build_image("echo-agent", "v1", FIXTURES / "echo-agent")
-    second_local = build_image("memory-hog", "v1", FIXTURES / "memory-hog")
+    first_local = build_image("echo-agent", "v1", FIXTURE_IMAGES / "echo-agent")
+    second_local = build_image("memory-hog", "v1", FIXTURE_IMAGES / "memory-hog")
     image_ids = []
     for local in (first_local, second_local):
         push_image(local, floating)
