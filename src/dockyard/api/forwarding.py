@@ -1,0 +1,63 @@
+"""What every call into a sandbox shares: the api-version check, the platform headers Foundry sends
+a sandbox (DESIGN.md §3), and relaying to a session's sandbox with one cold retry."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api.dependencies import services
+from dockyard.domain.definitions import WireShape
+from dockyard.domain.errors import BadRequest
+from dockyard.domain.sessions import Session
+from dockyard.gateway.sandboxes import Target
+from dockyard.gateway.proxy import SandboxUnreachable, relay, unreachable
+from dockyard.identity.tokens import Principal
+
+
+def check_api_version(request: Request) -> None:
+    # 2.x's default OpenAI client sends none; 2.0.0b3 sends 2025-11-15-preview; the agent endpoint v1.
+    api_version = request.query_params.get("api-version")
+    if api_version is not None and api_version not in WireShape.supported():
+        raise BadRequest(f"api-version {api_version!r} is not supported here. Supported: "
+                         f"{', '.join(WireShape.supported())}, or none.", code="UnsupportedApiVersion")
+
+
+def platform_headers(request: Request, session: Session, principal: Principal) -> dict[str, str]:
+    """What Foundry tells a sandbox about each request (DESIGN.md §3)."""
+    headers = {
+        "content-type": request.headers.get("content-type", "application/json"),
+        "accept": request.headers.get("accept", "*/*"),
+        "x-agent-session-id": session.id,
+        "x-agent-user-id": str(principal.claims.get("oid") or principal.subject),
+        "x-agent-foundry-call-id": uuid.uuid4().hex,
+        "x-request-id": request.scope.get("state", {}).get("request_id", ""),
+    }
+    for name, value in request.headers.items():
+        if name.startswith("x-client-") or name == "x-ms-client-request-id":
+            headers[name] = value
+    return headers
+
+
+async def running_target(request: Request, session: Session) -> Target:
+    """The session's sandbox, started if it is not running."""
+    return await run_in_threadpool(services(request).sandboxes.ensure_running, session)
+
+
+async def relay_to_session(request: Request, session: Session, method: str, path: str, headers: dict[str, str],
+                           content: bytes | None) -> Response:
+    """Relay to the session's sandbox; if a warm one turns out gone, start it again and retry once."""
+    the = services(request)
+    for attempt in (1, 2):
+        sandbox = await running_target(request, session)
+        try:
+            return await relay(the.http, method, f"{sandbox.endpoint}{path}", headers=headers, content=content,
+                               extra_response_headers={"x-agent-session-id": session.id},
+                               request_id=headers["x-request-id"])
+        except SandboxUnreachable:
+            the.sandboxes.forget(session.id)
+            if attempt == 2:
+                return unreachable(headers["x-request-id"])
+    raise AssertionError("unreachable")

@@ -1,0 +1,86 @@
+"""The OpenAI-compatible Responses surface, at the three bases the SDKs use.
+
+2.0.0b3's `{endpoint}/openai` (agent named in the body as `agent`), 2.x's `{endpoint}/openai/v1`
+(`agent_reference`), and 2.x's per-agent `{endpoint}/agents/{name}/endpoint/protocols/openai`, all
+served alike. A response's later calls (GET, DELETE, cancel, input_items) reach the sandbox that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api.dependencies import authenticate, json_body, services
+from dockyard.api.forwarding import check_api_version, platform_headers, relay_to_session
+from dockyard.domain.errors import BadRequest, NotFound
+
+router = APIRouter(prefix="/api/projects/{project}")
+
+_OPENAI_BASES = ("/openai", "/openai/v1", "/agents/{agent_name}/endpoint/protocols/openai")
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+def new_response_id() -> str:
+    """An id in the form Microsoft's adapter accepts: caresp_<16 hex>00<32 alphanumerics>."""
+    return f"caresp_{secrets.token_hex(8)}00{''.join(secrets.choice(_ALPHANUMERIC) for _ in range(32))}"
+
+
+async def create_response(request: Request, project: str, agent_name: str | None = None) -> Response:
+    check_api_version(request)
+    principal = authenticate(request)
+    body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
+    reference = body.get("agent_reference") or body.get("agent") or {}
+    if not isinstance(reference, dict):
+        raise BadRequest("'agent_reference' must be an object {\"type\": \"agent_reference\", \"name\": …}.",
+                         code="InvalidAgentReference")
+    name = agent_name or reference.get("name")
+    if not name:
+        raise BadRequest("Name the agent: send {\"agent_reference\": {\"type\": \"agent_reference\", \"name\": …}} "
+                         "(2.0.0b3: \"agent\"), or use client.get_openai_client(agent_name=…).",
+                         code="AgentReferenceRequired")
+    session_id = body.get("agent_session_id") or request.headers.get("x-agent-session-id")
+    sandboxes = services(request).sandboxes
+    session = await run_in_threadpool(sandboxes.open, project, name, session_id=session_id,
+                                      pinned_version=reference.get("version"))
+    response_id = new_response_id()
+    await run_in_threadpool(services(request).sessions.route_response, response_id, session.id)
+    outbound = json.dumps({**body, "agent_session_id": session.id}).encode()
+    headers = platform_headers(request, session, principal) | {"x-agent-response-id": response_id}
+    return await relay_to_session(request, session, "POST", "/responses", headers, outbound)
+
+
+async def follow_response(request: Request, project: str, response_id: str, suffix: str = "") -> Response:
+    """GET, DELETE, cancel and input_items of a response: routed to the sandbox that made it."""
+    check_api_version(request)
+    principal = authenticate(request)
+    the = services(request)
+    session_id = await run_in_threadpool(the.sessions.session_of_response, response_id)
+    session = None
+    if session_id is not None:
+        session = await run_in_threadpool(the.sessions.by_id, session_id)
+    if session is None or session.project != project:
+        raise NotFound(f"Response {response_id!r} was not found.", code="ResponseNotFound")
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "api-version"])
+    path = f"/responses/{response_id}{suffix}" + (f"?{query}" if query else "")
+    content = await request.body() if request.method == "POST" else None
+    headers = platform_headers(request, session, principal)
+    return await relay_to_session(request, session, request.method, path, headers, content)
+
+
+for _base in _OPENAI_BASES:
+    router.add_api_route(f"{_base}/responses", create_response, methods=["POST"])
+    router.add_api_route(f"{_base}/responses/{{response_id}}", follow_response, methods=["GET", "DELETE"])
+
+    async def _cancel(request: Request, project: str, response_id: str) -> Response:
+        return await follow_response(request, project, response_id, "/cancel")
+
+    async def _input_items(request: Request, project: str, response_id: str) -> Response:
+        return await follow_response(request, project, response_id, "/input_items")
+
+    router.add_api_route(f"{_base}/responses/{{response_id}}/cancel", _cancel, methods=["POST"])
+    router.add_api_route(f"{_base}/responses/{{response_id}}/input_items", _input_items, methods=["GET"])

@@ -1,0 +1,78 @@
+"""The sessions API (2.x): create, get, list, stop and delete an agent's sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api.dependencies import authenticate_operator, json_body, project, services
+from dockyard.api.forwarding import running_target
+from dockyard.domain.sessions import Session
+
+router = APIRouter(prefix="/api/projects/{project}/agents/{agent_name}",
+                   dependencies=[Depends(authenticate_operator)])
+
+
+def session_to_wire(session: Session) -> dict[str, Any]:
+    wire_session: dict[str, Any] = {
+        "object": "agent.session",
+        "agent_session_id": session.id,
+        "version_indicator": {"type": "version_ref", "agent_version": session.version},
+        "status": session.status.value,
+        "created_at": session.created_at,
+        "last_accessed_at": int(session.last_accessed_at),
+        "expires_at": session.expires_at,
+    }
+    if session.stopped_at is not None:
+        wire_session["stopped_at"] = session.stopped_at
+    return wire_session
+
+
+@router.post("/endpoint/sessions", status_code=201)
+async def create_session(request: Request, agent_name: str, project: str = Depends(project)) -> dict[str, Any]:
+    body = await json_body(request) if int(request.headers.get("content-length") or 0) else {}
+    indicator = body.get("version_indicator") or {}
+    pinned = indicator.get("agent_version") if isinstance(indicator, dict) else None
+    sandboxes = services(request).sandboxes
+    session = await run_in_threadpool(sandboxes.open, project, agent_name, session_id=body.get("agent_session_id"),
+                                      pinned_version=pinned)
+    target = await running_target(request, session)
+    return session_to_wire(await run_in_threadpool(services(request).sessions.get, project, agent_name,
+                                                   target.session.id))
+
+
+@router.get("/endpoint/sessions")
+def list_sessions(request: Request, agent_name: str, project: str = Depends(project),
+                  after: str | None = None, limit: int = 20) -> dict[str, Any]:
+    services(request).control_plane.get_agent(project, agent_name)
+    everything = services(request).sessions.list(project, agent_name)
+    if after:
+        ids = [s.id for s in everything]
+        everything = everything[ids.index(after) + 1:] if after in ids else []
+    page = everything[: max(1, min(limit, 100))]
+    items = [session_to_wire(s) for s in page]
+    return {"object": "list", "data": items,
+            "first_id": items[0]["agent_session_id"] if items else None,
+            "last_id": items[-1]["agent_session_id"] if items else None,
+            "has_more": len(everything) > len(page)}
+
+
+@router.get("/endpoint/sessions/{session_id}")
+def get_session(request: Request, agent_name: str, session_id: str, project: str = Depends(project)) -> dict[str, Any]:
+    return session_to_wire(services(request).sessions.get(project, agent_name, session_id))
+
+
+@router.delete("/endpoint/sessions/{session_id}", status_code=204)
+def delete_session(request: Request, agent_name: str, session_id: str, project: str = Depends(project)) -> Response:
+    session = services(request).sessions.get(project, agent_name, session_id)
+    services(request).sandboxes.delete(session)
+    return Response(status_code=204)
+
+
+@router.post("/endpoint/sessions/{session_id}:stop", status_code=204)
+def stop_session(request: Request, agent_name: str, session_id: str, project: str = Depends(project)) -> Response:
+    session = services(request).sessions.get(project, agent_name, session_id)
+    services(request).sandboxes.stop(session)
+    return Response(status_code=204)
