@@ -23,6 +23,8 @@ def create_app(services: Services) -> ASGIApp:
         try:
             yield
         finally:
+            if services.sandboxes is not None:
+                services.sandboxes.writes.close()
             if services.reconciler is not None:
                 services.reconciler.stop()
             if services.http is not None:

@@ -41,9 +41,21 @@ def platform_headers(request: Request, session: Session, principal: Principal) -
     return headers
 
 
+async def open_session(request: Request, project: str, agent_name: str, session_id: str | None,
+                       pinned_version: str | None = None) -> Session:
+    """The request's session; read from the store (off the event loop) only when not known already."""
+    sandboxes = services(request).sandboxes
+    known = sandboxes.open_cached(project, agent_name, session_id=session_id, pinned_version=pinned_version)
+    if known is not None:
+        return known
+    return await run_in_threadpool(sandboxes.open, project, agent_name, session_id=session_id,
+                                   pinned_version=pinned_version)
+
+
 async def running_target(request: Request, session: Session) -> Target:
-    """The session's sandbox, started if it is not running."""
-    return await run_in_threadpool(services(request).sandboxes.ensure_running, session)
+    """The session's sandbox, started if it is not running (a warm one costs no thread hop)."""
+    sandboxes = services(request).sandboxes
+    return sandboxes.warm(session) or await run_in_threadpool(sandboxes.ensure_running, session)
 
 
 async def relay_to_session(request: Request, session: Session, method: str, path: str, headers: dict[str, str],

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate, json_body, services
-from dockyard.api.forwarding import check_api_version, platform_headers, relay_to_session
+from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
 from dockyard.domain.errors import BadRequest, NotFound
 
 router = APIRouter(prefix="/api/projects/{project}")
@@ -44,11 +44,9 @@ async def create_response(request: Request, project: str, agent_name: str | None
                          "(2.0.0b3: \"agent\"), or use client.get_openai_client(agent_name=…).",
                          code="AgentReferenceRequired")
     session_id = body.get("agent_session_id") or request.headers.get("x-agent-session-id")
-    sandboxes = services(request).sandboxes
-    session = await run_in_threadpool(sandboxes.open, project, name, session_id=session_id,
-                                      pinned_version=reference.get("version"))
+    session = await open_session(request, project, name, session_id, reference.get("version"))
     response_id = new_response_id()
-    await run_in_threadpool(services(request).sessions.route_response, response_id, session.id)
+    services(request).sandboxes.record_response(response_id, session.id)
     outbound = json.dumps({**body, "agent_session_id": session.id}).encode()
     headers = platform_headers(request, session, principal) | {"x-agent-response-id": response_id}
     return await relay_to_session(request, session, "POST", "/responses", headers, outbound)
@@ -58,11 +56,7 @@ async def follow_response(request: Request, project: str, response_id: str, suff
     """GET, DELETE, cancel and input_items of a response: routed to the sandbox that made it."""
     check_api_version(request)
     principal = authenticate(request)
-    the = services(request)
-    session_id = await run_in_threadpool(the.sessions.session_of_response, response_id)
-    session = None
-    if session_id is not None:
-        session = await run_in_threadpool(the.sessions.by_id, session_id)
+    session = await run_in_threadpool(services(request).sandboxes.session_of_response, response_id)
     if session is None or session.project != project:
         raise NotFound(f"Response {response_id!r} was not found.", code="ResponseNotFound")
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "api-version"])

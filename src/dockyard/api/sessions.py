@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_operator, json_body, project, services
 from dockyard.api.forwarding import running_target
-from dockyard.domain.sessions import Session
+from dockyard.domain.sessions import Session, new_session_id
 
 router = APIRouter(prefix="/api/projects/{project}/agents/{agent_name}",
                    dependencies=[Depends(authenticate_operator)])
@@ -36,7 +36,7 @@ async def create_session(request: Request, agent_name: str, project: str = Depen
     indicator = body.get("version_indicator") or {}
     pinned = indicator.get("agent_version") if isinstance(indicator, dict) else None
     sandboxes = services(request).sandboxes
-    session = await run_in_threadpool(sandboxes.open, project, agent_name, session_id=body.get("agent_session_id"),
+    session = await run_in_threadpool(sandboxes.open, project, agent_name, session_id=body.get("agent_session_id") or new_session_id(),
                                       pinned_version=pinned)
     target = await running_target(request, session)
     return session_to_wire(await run_in_threadpool(services(request).sessions.get, project, agent_name,

@@ -1,25 +1,31 @@
 """Sessions and their sandboxes: find or make the session a request belongs to, and make it run.
 
 A request names its session (`agent_session_id` in the body, the `x-agent-session-id` header, or the
-invocations query) or gets a new one. The session's sandbox is a container of its own, started on
-demand (a cold start), reused while warm, and released by the reconciler once idle; its state lives
-on a per-session volume, so a released session resumes where it stopped. Everything here is read from
-and written to the store, so a second dockyard on the same store routes the same way.
+invocations query) or gets its version's shared session: calls that name none share one sandbox per
+version, where Foundry would start a sandbox per call (see the README's differences). A session's
+sandbox is a container of its own, started on demand (a cold start), reused while warm, and released
+by the reconciler once idle; its state lives on a per-session volume, so a released session resumes
+where it stopped. Routing state is in the store, so a second dockyard on the same store routes the
+same way; this process keeps what it read for a second at most (less if it changed it meanwhile), so
+a warm request does not wait for the database at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from dockyard.domain.errors import NotFound, DockyardError
-from dockyard.domain.sessions import Session, SessionStatus, idle_timeout_from, new_session_id, validate_session_id
+from dockyard.domain.sessions import Session, SessionStatus, idle_timeout_from, validate_session_id
 from dockyard.gateway.routing import pick_version
 from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import RuntimeFailure, WorkloadKey
 from dockyard.store.agents import AgentStore, DesiredVersion
 from dockyard.store.sessions import SessionStore
+from dockyard.store.write_behind import WriteBehind
 
 
 class GatewayError(DockyardError):
@@ -42,9 +48,26 @@ class Target:
     cold_start: bool
 
 
+@dataclass(frozen=True)
+class _Routing:
+    """What picking a version for an agent's request needs, as read at `generation` of the agent store."""
+
+    read_at: float
+    generation: int
+    enabled: bool
+    endpoint: dict[str, Any] | None
+    versions: list[DesiredVersion]
+
+
+def shared_session_id(version_uid: str) -> str:
+    """The session that calls naming none share, one per version: 32 hex characters, like any session id."""
+    return hashlib.sha256(f"shared-session:{version_uid}".encode()).hexdigest()[:32]
+
+
 class Sandboxes:
     def __init__(self, agents: AgentStore, sessions: SessionStore, reconciler: Reconciler,
-                 readiness_timeout_seconds: float = 120.0, warm_seconds: float = 2.0) -> None:
+                 readiness_timeout_seconds: float = 120.0, warm_seconds: float = 2.0,
+                 cache_seconds: float = 1.0) -> None:
         self.agents = agents
         self.sessions = sessions
         self.reconciler = reconciler
@@ -52,39 +75,99 @@ class Sandboxes:
         # A sandbox seen running this recently is trusted without asking the engine again: asking
         # costs tens of milliseconds, and a request that finds it gone after all is retried cold.
         self.warm_seconds = warm_seconds
+        # How long what was read from the store serves requests: the lag after which a change made by
+        # another replica (a disabled agent, a new split) is seen here. This process's own changes
+        # are seen at once.
+        self.cache_seconds = cache_seconds
+        self.writes = WriteBehind()
         self._warm: dict[str, tuple[float, Target]] = {}
         self._touched: dict[str, float] = {}
+        self._routing: dict[tuple[str, str], _Routing] = {}
+        self._sessions: dict[str, tuple[float, Session]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
     def open(self, project: str, agent_name: str, *, session_id: str | None, pinned_version: str | None) -> Session:
-        """The request's session: the one it names (made if new) or a fresh one, on a version picked now."""
-        enabled, endpoint = self.agents.endpoint_of(project, agent_name)
-        if not enabled:
+        """The request's session: the one it names (made if new) or its version's shared one."""
+        session = self._open(project, agent_name, session_id, pinned_version, cached_only=False)
+        assert session is not None
+        return session
+
+    def open_cached(self, project: str, agent_name: str, *, session_id: str | None,
+                    pinned_version: str | None) -> Session | None:
+        """`open` from what this process already knows, without blocking; None when the store is needed."""
+        return self._open(project, agent_name, session_id, pinned_version, cached_only=True)
+
+    def _open(self, project: str, agent_name: str, session_id: str | None, pinned_version: str | None, *,
+              cached_only: bool) -> Session | None:
+        routing = self._routing_of(project, agent_name, cached_only)
+        if routing is None:
+            return None
+        if not routing.enabled:
             raise AgentDisabled(f"Agent {agent_name!r} is disabled. Enable it with client.agents.enable(agent_name=...) "
                                 "(POST …/agents/{name}:enable).")
         if session_id is not None:
             validate_session_id(session_id)
-            existing = self.sessions.find(project, agent_name, session_id)
-            if existing is not None:
+            existing = self._session(project, agent_name, session_id, cached_only)
+            if existing is not None or cached_only:
                 return existing
-        versions = self.agents.desired_versions_of(project, agent_name)
-        chosen = pick_version([v.version for v in versions], endpoint, pinned_version)
-        desired = next(v for v in versions if v.version.number == chosen.number)
+        chosen = pick_version([v.version for v in routing.versions], routing.endpoint, pinned_version)
+        desired = next(v for v in routing.versions if v.version.number == chosen.number)
+        if session_id is None:
+            session_id = shared_session_id(desired.uid)
+            existing = self._session(project, agent_name, session_id, cached_only)
+            if existing is not None or cached_only:
+                return existing
         now = time.time()
-        return self.sessions.create(Session(
-            id=session_id or new_session_id(), project=project, agent_name=agent_name, version_uid=desired.uid,
+        session = self.sessions.create(Session(
+            id=session_id, project=project, agent_name=agent_name, version_uid=desired.uid,
             version=chosen.version, status=SessionStatus.CREATING,
             idle_timeout_seconds=idle_timeout_from(chosen.definition.options), created_at=int(now),
             last_accessed_at=now,
         ))
+        self._sessions[session.id] = (time.monotonic(), session)
+        return session
+
+    def _routing_of(self, project: str, agent_name: str, cached_only: bool) -> _Routing | None:
+        key = (project, agent_name)
+        cached = self._routing.get(key)
+        if (cached is not None and cached.generation == self.agents.generation
+                and time.monotonic() - cached.read_at < self.cache_seconds):
+            return cached
+        if cached_only:
+            return None
+        generation = self.agents.generation
+        enabled, endpoint = self.agents.endpoint_of(project, agent_name)
+        routing = _Routing(read_at=time.monotonic(), generation=generation, enabled=enabled, endpoint=endpoint,
+                           versions=self.agents.desired_versions_of(project, agent_name))
+        self._routing[key] = routing
+        return routing
+
+    def _session(self, project: str, agent_name: str, session_id: str, cached_only: bool) -> Session | None:
+        cached = self._sessions.get(session_id)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            session = cached[1]
+            return session if (session.project, session.agent_name) == (project, agent_name) else None
+        if cached_only:
+            return None
+        session = self.sessions.find(project, agent_name, session_id)
+        if session is not None:
+            self._sessions[session_id] = (time.monotonic(), session)
+        return session
+
+    def warm(self, session: Session) -> Target | None:
+        """The session's sandbox if it was seen running a moment ago: no engine, no database, no waiting."""
+        warm = self._warm.get(session.id)
+        if warm is None or time.monotonic() - warm[0] >= self.warm_seconds:
+            return None
+        self._touch(session.id)
+        return warm[1]
 
     def ensure_running(self, session: Session) -> Target:
         """Start the session's sandbox if it is not running, wait until it is ready, and mark the session used."""
-        warm = self._warm.get(session.id)
-        if warm is not None and time.monotonic() - warm[0] < self.warm_seconds:
-            self._touch(session.id)
-            return warm[1]
+        warm = self.warm(session)
+        if warm is not None:
+            return warm
         runtime = self.reconciler.runtime
         if runtime is None:
             raise GatewayError("dockyard has no container engine, so no sandbox can run.",
@@ -114,16 +197,27 @@ class Sandboxes:
         self._warm[session.id] = (time.monotonic(), Target(session, desired, observed.endpoint, cold_start=False))
         return target
 
+    def record_response(self, response_id: str, session_id: str) -> None:
+        """Remember which session made a response, for its GET/cancel/delete; written after answering."""
+        self.writes.submit(self.sessions.route_response, response_id, session_id)
+
+    def session_of_response(self, response_id: str) -> Session | None:
+        session_id = self.sessions.session_of_response(response_id)
+        if session_id is None and self.writes.flush():
+            session_id = self.sessions.session_of_response(response_id)  # made a moment ago, here
+        return self.sessions.by_id(session_id) if session_id is not None else None
+
     def forget(self, session_id: str) -> None:
-        """The sandbox did not answer: the next request asks the engine (and cold-starts if need be)."""
+        """The sandbox did not answer, or the session changed: the next request asks again."""
         self._warm.pop(session_id, None)
+        self._sessions.pop(session_id, None)
 
     def _touch(self, session_id: str) -> None:
         # The idle clock needs seconds, not every request: write at most once a second per session.
         last = self._touched.get(session_id, 0.0)
         if time.monotonic() - last >= 1.0:
             self._touched[session_id] = time.monotonic()
-            self.sessions.touch(session_id)
+            self.writes.submit(self.sessions.touch, session_id)
 
     def _wait_until_ready(self, endpoint: str | None) -> None:
         deadline = time.monotonic() + self.readiness_timeout_seconds

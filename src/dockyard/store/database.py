@@ -78,11 +78,15 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._reader = engine.execution_options(**{READONLY: True})
+        # Counts this process's committed writes, so a cache of what it read can tell it is stale
+        # without asking the database (writes by other replicas are the cache's time limit's job).
+        self.generation = 0
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
             yield session
+        self.generation += 1
 
     @contextmanager
     def _read(self) -> Iterator[Session]:

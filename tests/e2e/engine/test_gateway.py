@@ -242,6 +242,20 @@ def test_sessions_api_and_traffic_settings_through_the_sdk(project: AIProjectCli
     rules = updated["agent_endpoint"]["version_selector"]["version_selection_rules"]
     assert [(r["agent_version"], r["traffic_percentage"]) for r in rules] == [("1", 80), ("2", 20)]
 
+    # 200 calls that name no session: each draws a version, and lands in that version's shared session.
+    client = project.get_openai_client(agent_name=name)
+    served_by: dict[str, int] = {}
+    for turn in range(200):
+        answer = client.responses.with_raw_response.create(input=f"call {turn}")
+        assert answer.parse().output_text == f"echo: call {turn}"
+        session_id = answer.headers["x-agent-session-id"]
+        served_by[session_id] = served_by.get(session_id, 0) + 1
+    versions = {project.agents.get_session(agent_name=name, session_id=s).version_indicator.agent_version: n
+                for s, n in served_by.items()}
+    assert set(versions) == {"1", "2"}, versions
+    assert abs(versions["1"] / 200 - 0.8) <= 0.08, versions
+    assert len([c for c in session_containers(name) if c.status == "running"]) == 2  # one sandbox per version
+
     pinned = project.agents.create_session(agent_name=name, version_indicator=VersionRefIndicator(agent_version="2"))
     assert pinned.status == "active" and pinned.version_indicator.agent_version == "2"
     assert project.agents.get_session(agent_name=name, session_id=pinned.agent_session_id).status == "active"
