@@ -17,7 +17,6 @@ import socket
 import time
 import uuid
 
-import httpx
 import uvicorn
 
 from dockyard.api.app import create_app
@@ -104,8 +103,6 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         reconciler=reconciler,
         sessions=sessions,
         sandboxes=Sandboxes(store, sessions, reconciler),
-        http=httpx.AsyncClient(timeout=httpx.Timeout(settings.invocation_timeout_seconds, connect=10.0),
-                               limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100)),
     )
 
 

@@ -12,6 +12,7 @@ from dockyard.api import agents, endpoint, identity, invocations, logs, response
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
+from dockyard.gateway.proxy import sandbox_client
 
 
 def create_app(services: Services) -> ASGIApp:
@@ -20,6 +21,7 @@ def create_app(services: Services) -> ASGIApp:
         # The reconciler lives exactly as long as the server: started once it listens, stopped on shutdown.
         if services.reconciler is not None:
             services.reconciler.start()
+        services.http = sandbox_client(services.settings.invocation_timeout_seconds)
         try:
             yield
         finally:
@@ -27,8 +29,7 @@ def create_app(services: Services) -> ASGIApp:
                 services.sandboxes.writes.close()
             if services.reconciler is not None:
                 services.reconciler.stop()
-            if services.http is not None:
-                await services.http.aclose()
+            await services.http.close()
 
     # No /docs or /openapi.json: every route needs a token, and the SDKs' own docs describe the API.
     app = FastAPI(title="dockyard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

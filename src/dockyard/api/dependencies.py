@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import Request
 
 from dockyard.domain.definitions import WireShape
@@ -26,9 +26,13 @@ from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
 
 
-@dataclass(frozen=True)
+@dataclass
 class Services:
-    """What route handlers need, built once at start-up and kept on `app.state.services`."""
+    """What route handlers need, built once at start-up and kept on `app.state.services`.
+
+    `http` is the one field set later, when the server starts: its connection pool belongs to the
+    event loop that serves, which does not exist yet when the services are built.
+    """
 
     settings: Settings
     control_plane: ControlPlane
@@ -39,7 +43,7 @@ class Services:
     reconciler: Reconciler | None = None
     sessions: SessionStore | None = None
     sandboxes: Sandboxes | None = None
-    http: httpx.AsyncClient | None = None
+    http: aiohttp.ClientSession | None = None
 
 
 def services(request: Request) -> Services:

@@ -3,12 +3,11 @@ a sandbox (DESIGN.md §3), and relaying to a session's sandbox with one cold ret
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import services
+from dockyard.api.request_ids import new_call_id
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest
 from dockyard.domain.sessions import Session
@@ -32,7 +31,7 @@ def platform_headers(request: Request, session: Session, principal: Principal) -
         "accept": request.headers.get("accept", "*/*"),
         "x-agent-session-id": session.id,
         "x-agent-user-id": str(principal.claims.get("oid") or principal.subject),
-        "x-agent-foundry-call-id": uuid.uuid4().hex,
+        "x-agent-foundry-call-id": new_call_id(),
         "x-request-id": request.scope.get("state", {}).get("request_id", ""),
     }
     for name, value in request.headers.items():

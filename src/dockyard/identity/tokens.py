@@ -58,6 +58,8 @@ def normalize_resource(resource: str) -> str:
         resource = resource[: -len("/.default")]
     return resource.rstrip("/")
 
+_VERIFIED_CACHE_SIZE = 4096
+
 
 class TokenAuthority:
     def __init__(self, key: ec.EllipticCurvePrivateKey, *, lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS) -> None:
@@ -68,6 +70,9 @@ class TokenAuthority:
         )
         self._kid = hashlib.sha256(public_der).hexdigest()[:16]
         self.lifetime_seconds = lifetime_seconds
+        # Tokens already verified, until they expire: a client sends the same token for an hour, and
+        # checking its ES256 signature again on every request is the costliest step of a warm call.
+        self._verified: dict[tuple[str, str], Principal] = {}
 
     @classmethod
     def from_home(cls, home: Home, *, lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS) -> TokenAuthority:
@@ -106,6 +111,16 @@ class TokenAuthority:
         return IssuedToken(access_token=token, expires_on=expires_on, resource=audience)
 
     def verify(self, token: str, *, audience: str = FOUNDRY_AUDIENCE) -> Principal:
+        known = self._verified.get((token, audience))
+        if known is not None and time.time() < known.claims["exp"] + _LEEWAY_SECONDS:
+            return known
+        principal = self._verify(token, audience)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[(token, audience)] = principal
+        return principal
+
+    def _verify(self, token: str, audience: str) -> Principal:
         try:
             claims = jwt.decode(
                 token,
