@@ -1,0 +1,1 @@
+"""Agent projects: the `agent.yaml` manifest, its validation, and the developer workflow around it."""

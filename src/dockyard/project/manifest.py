@@ -1,0 +1,653 @@
+"""`agent.yaml`: a hosted agent described in Microsoft's AgentSchema (`ContainerAgent`), as dockyard reads it.
+
+One file serves two targets, so dockyard reads what Azure's tooling reads and adds nothing to it:
+`kind: hosted`, `name`, `description`, `protocols`, `image` or `dockerfilePath`, `resources {cpu, memory}`,
+environment variables and `tools`. Where the published schema and the Azure Developer CLI's agents extension
+(azd) spell something differently, both spellings are accepted:
+
+- environment variables: the schema's `environmentVariables` and azd's `environment_variables`, each as a
+  list of `{name, value}` or a map (`NAME: {value: ...}` as the schema has it, or plainly `NAME: value`);
+- session settings: azd's `session_configuration.idle_timeout_seconds`.
+
+Missing `resources` or `protocols` get azd's defaults (cpu "1", memory "2Gi"; responses 2.0.0) with a
+warning, because the schema requires them but azd deploys without them. What dockyard needs beyond the
+schema (registry, base image, session idle timeout) lives in a separate `dockyard.yaml` beside
+`agent.yaml`, so the agent file never carries anything Azure's tooling would not understand.
+
+Values may be `${VAR}` references (also `${VAR:-default}`), resolved from the environment at deploy time
+as azd does; `$${...}` stays literal and Foundry's own `${{...}}` expressions pass through untouched.
+Every node keeps its line so each problem can point at the line to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dockyard.domain.resources import DEFAULT_CPU, DEFAULT_MEMORY
+from dockyard.project.agentschema import schema_errors
+
+MANIFEST_NAMES = ("agent.yaml", "agent.yml")
+SETTINGS_NAMES = ("dockyard.yaml", "dockyard.yml")
+# What azd sends when agent.yaml names no protocol (extension's agent_yaml/map.go).
+DEFAULT_PROTOCOLS: tuple[tuple[str, str], ...] = (("responses", "2.0.0"),)
+ENV_KEYS = ("environmentVariables", "environment_variables")
+
+YamlPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in agent.yaml (or dockyard.yaml): what is wrong, how to fix it, and where."""
+
+    rule: str
+    severity: str  # "error" | "warning"
+    message: str
+    fix: str
+    line: int | None
+    file: Path | None = None  # set when the problem is in another file than agent.yaml (dockyard.yaml)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "fix": self.fix,
+            "line": self.line,
+            "file": str(self.file) if self.file else None,
+        }
+
+
+class ManifestError(Exception):
+    """agent.yaml cannot be used as it is; `findings` says why, each with its line."""
+
+    def __init__(self, path: Path, findings: list[Finding]) -> None:
+        self.path = path
+        self.findings = sorted(findings, key=by_line)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = []
+        for f in self.findings:
+            where = f"{f.file or self.path}:{f.line}" if f.line else str(f.file or self.path)
+            lines.append(f"{where}: {f.severity}: {f.message} Fix: {f.fix}")
+        return "\n".join(lines)
+
+
+class ManifestFileError(ManifestError):
+    """There is no agent.yaml to read (missing, a folder without one, or unreadable)."""
+
+
+@dataclass(frozen=True)
+class DockyardSettings:
+    """dockyard's extras, NOT in agent.yaml: an optional `dockyard.yaml` next to it."""
+
+    registry: str | None = None  # where `dockyard build` pushes, e.g. "127.0.0.1:5000/team"
+    base_image: str | None = None  # FROM of the Containerfile `dockyard init` writes
+    idle_timeout_seconds: int | None = None  # session idle timeout
+    path: Path | None = None  # the dockyard.yaml read, if any
+
+
+@dataclass(frozen=True)
+class Document:
+    """A YAML file as parsed: its data and the 1-based line of every node, by path from the root."""
+
+    path: Path
+    data: Any
+    lines: Mapping[YamlPath, int]
+
+    def line(self, *path: str | int) -> int | None:
+        """The line of `path`, or of its nearest ancestor written in the file."""
+        key: YamlPath = tuple(path)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return self.lines.get((), None)
+
+
+@dataclass(frozen=True)
+class EnvironmentEntry:
+    name: Any
+    value: Any
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    name: str
+    description: str | None
+    protocols: list[tuple[str, str]]
+    image: str | None
+    dockerfile_path: Path | None  # resolved relative to the manifest's folder
+    cpu: str
+    memory: str
+    environment_variables: dict[str, str]  # as written: "${VAR}" references unresolved
+    tools: list[dict[str, Any]]
+    dockyard: DockyardSettings = field(default_factory=DockyardSettings)
+    # azd's `session_configuration.idle_timeout_seconds` in agent.yaml, if written there.
+    session_idle_timeout_seconds: int | None = None
+    # Warnings found while loading (defaults applied, portability); errors raise ManifestError instead.
+    findings: tuple[Finding, ...] = ()
+    document: Document | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def idle_timeout_seconds(self) -> int | None:
+        """The session idle timeout to ask for: dockyard.yaml's, else agent.yaml's (azd), else the service's."""
+        if self.dockyard.idle_timeout_seconds is not None:
+            return self.dockyard.idle_timeout_seconds
+        return self.session_idle_timeout_seconds
+
+    def resolved_environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """Environment variables with `${VAR}` references replaced from `environ`.
+
+        ManifestError (rule `env-unset`) lists every referenced variable that is unset and has no default,
+        so a deploy never starts a container with a literal `${...}` in its environment.
+        """
+        resolved: dict[str, str] = {}
+        missing: list[Finding] = []
+        for name, value in self.environment_variables.items():
+            try:
+                resolved[name] = expand(value, environ)
+            except _Unset as exc:
+                missing.append(
+                    Finding(
+                        rule="env-unset",
+                        severity="error",
+                        message=f"Environment variable {name} refers to ${{{exc.variable}}}, which is not set.",
+                        fix=f"export {exc.variable}=... before deploying, or write a default: "
+                        f"${{{exc.variable}:-value}}.",
+                        line=self._env_line(name),
+                    )
+                )
+        if missing:
+            raise ManifestError(self.path, missing)
+        return resolved
+
+    def definition(self, image: str, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The hosted definition in the flat shape (`ImageBasedHostedAgentDefinition`, api-version
+        2025-11-15-preview), which dockyard accepts from every SDK; `kind` is left to the SDK model."""
+        definition: dict[str, Any] = {
+            "image": image,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "container_protocol_versions": [{"protocol": p, "version": v} for p, v in self.protocols],
+            "environment_variables": self.resolved_environment(environ),
+            "tools": [dict(tool) for tool in self.tools],
+        }
+        if self.idle_timeout_seconds is not None:
+            definition["session_configuration"] = {"idle_timeout_seconds": self.idle_timeout_seconds}
+        return definition
+
+    def hosted_definition(self, image: str, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The same definition in the 2.x shape (`HostedAgentDefinition`, api-version v1): what
+        azd sends to Foundry (`container_configuration.image`, `protocol_versions`)."""
+        definition: dict[str, Any] = {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "container_configuration": {"image": image},
+            "protocol_versions": [{"protocol": p, "version": v} for p, v in self.protocols],
+            "environment_variables": self.resolved_environment(environ),
+        }
+        if self.tools:
+            definition["tools"] = [dict(tool) for tool in self.tools]
+        if self.idle_timeout_seconds is not None:
+            definition["session_configuration"] = {"idle_timeout_seconds": self.idle_timeout_seconds}
+        return definition
+
+    def _env_line(self, name: str) -> int | None:
+        if self.document is None:
+            return None
+        for entry in environment_entries(self.document):
+            if entry.name == name:
+                return entry.line
+        return None
+
+
+def by_line(finding: Finding) -> tuple[str, int]:
+    """Sort key: agent.yaml first, then dockyard.yaml; top of the file first."""
+    return (str(finding.file or ""), finding.line or 0)
+
+
+# -- finding and reading files ------------------------------------------------------------------------
+
+
+def find_manifest(start: Path) -> Path:
+    """agent.yaml (or agent.yml) in `start`, or `start` itself when it is a file."""
+    start = Path(start)
+    if start.is_file():
+        return start
+    if start.is_dir():
+        for name in MANIFEST_NAMES:
+            candidate = start / name
+            if candidate.is_file():
+                return candidate
+        raise ManifestFileError(
+            start,
+            [_file_finding("manifest-missing", f"There is no agent.yaml in {start}.",
+                           "Run dockyard in the agent's project folder, pass the path to its agent.yaml, "
+                           "or create one with `dockyard init NAME`.")],
+        )
+    raise ManifestFileError(
+        start,
+        [_file_finding("manifest-missing", f"{start} does not exist.", "Check the path, or create the project "
+                       "with `dockyard init NAME`.")],
+    )
+
+
+def read_document(path: Path) -> Document:
+    """Parse a YAML file keeping every node's line. ManifestFileError if it cannot be read; ManifestError
+    (rule `yaml`) if it is not YAML; duplicate keys are an error too, since YAML silently keeps the last."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestFileError(path, [_file_finding("manifest-missing", f"{path} does not exist.",
+                                                     "Check the path.")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestFileError(path, [_file_finding("manifest-unreadable", f"{path} cannot be read: {exc}.",
+                                                     "Make it a readable UTF-8 text file.")]) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+        lines: dict[YamlPath, int] = {}
+        duplicates: list[Finding] = []
+        if node is not None:
+            _record_lines(loader, node, (), node.start_mark.line + 1, lines, duplicates)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(path, [Finding(
+            rule="yaml", severity="error", message=f"This is not valid YAML: {problem}.",
+            fix="Correct the YAML syntax at this line (indentation, a missing colon, an unclosed quote).",
+            line=mark.line + 1 if mark is not None else None,
+        )]) from None
+    finally:
+        loader.dispose()
+    if duplicates:
+        raise ManifestError(path, duplicates)
+    return Document(path=path, data=data, lines=lines)
+
+
+def _record_lines(
+    loader: yaml.SafeLoader, node: yaml.Node, path: YamlPath, line: int,
+    lines: dict[YamlPath, int], duplicates: list[Finding],
+) -> None:
+    lines[path] = line
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue
+            key_line = key_node.start_mark.line + 1
+            if key in seen:
+                duplicates.append(Finding(
+                    rule="duplicate-key", severity="error", message=f"{_dotted(path + (key,))} is written twice; "
+                    "YAML keeps only the last one.", fix="Keep one of them.", line=key_line,
+                ))
+            seen.add(key)
+            # A key's value is "at" the key's line: that is where a reader looks for it.
+            _record_lines(loader, value_node, path + (key,), key_line, lines, duplicates)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(loader, item, path + (index,), item.start_mark.line + 1, lines, duplicates)
+
+
+# -- checking and loading -----------------------------------------------------------------------------
+
+
+def check_document(document: Document) -> list[Finding]:
+    """Problems that stop agent.yaml being read as a hosted agent: the published schema, and the shape of the
+    environment variables in either spelling. Also the warnings about defaults and portability."""
+    data = document.data
+    if not isinstance(data, dict):
+        return [Finding(
+            rule="schema", severity="error", message="agent.yaml must be a mapping (kind, name, protocols, ...).",
+            fix="Start from `dockyard init NAME`, or see docs/agent-yaml.md for a complete example.",
+            line=document.line(),
+        )]
+    findings: list[Finding] = []
+    for error in schema_errors(data):
+        path = tuple(error.absolute_path)
+        if path and path[0] in ENV_KEYS:
+            continue  # checked below, with messages that name the variable, for both spellings
+        if error.validator == "required" and _defaulted(path, error.message):
+            continue  # reported as a `resources-default` / `protocols-default` warning below
+        findings.append(
+            _schema_finding(document, path, error.validator, error.message, error.validator_value, error.instance)
+        )
+    findings.extend(_environment_findings(document))
+    findings.extend(_default_findings(data, document))
+    return findings
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read agent.yaml (and dockyard.yaml beside it). ManifestError lists every error, each with its line;
+    warnings do not stop loading and are kept in `Manifest.findings`."""
+    path = Path(path)
+    document = read_document(path)
+    findings = check_document(document)
+    settings, settings_findings = load_settings(path.parent)
+    errors = [f for f in findings + settings_findings if f.severity == "error"]
+    if errors:
+        raise ManifestError(path, errors)
+    data: dict[str, Any] = document.data
+    resources = data.get("resources") if isinstance(data.get("resources"), dict) else {}
+    protocols = [(str(p["protocol"]), str(p["version"])) for p in data.get("protocols") or []]
+    dockerfile = data.get("dockerfilePath")
+    session = data.get("session_configuration")
+    idle = session.get("idle_timeout_seconds") if isinstance(session, dict) else None
+    tools = data.get("tools")
+    return Manifest(
+        path=path,
+        name=data["name"],
+        description=data.get("description"),
+        protocols=protocols or list(DEFAULT_PROTOCOLS),
+        image=data.get("image"),
+        dockerfile_path=(path.parent.absolute() / dockerfile) if isinstance(dockerfile, str) and dockerfile else None,
+        cpu=str(resources.get("cpu") or DEFAULT_CPU),
+        memory=str(resources.get("memory") or DEFAULT_MEMORY),
+        environment_variables={e.name: e.value for e in environment_entries(document)},
+        tools=list(tools) if isinstance(tools, list) else [],
+        dockyard=settings,
+        session_idle_timeout_seconds=idle if isinstance(idle, int) and not isinstance(idle, bool) else None,
+        findings=tuple(f for f in findings + settings_findings if f.severity != "error"),
+        document=document,
+    )
+
+
+# -- dockyard.yaml ------------------------------------------------------------------------------------
+
+_SETTINGS_FIELDS = {"registry": str, "base_image": str, "idle_timeout_seconds": int}
+
+
+def load_settings(folder: Path) -> tuple[DockyardSettings, list[Finding]]:
+    """dockyard.yaml (or .yml) in `folder`, if there is one, and what is wrong with it."""
+    for name in SETTINGS_NAMES:
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        return DockyardSettings(), []
+    try:
+        document = read_document(path)
+    except ManifestError as exc:
+        return DockyardSettings(path=path), [_in_file(f, path) for f in exc.findings]
+    data = document.data if document.data is not None else {}
+    if not isinstance(data, dict):
+        return DockyardSettings(path=path), [Finding(
+            rule="dockyard-settings", severity="error", message="dockyard.yaml must be a mapping.",
+            fix="Write `registry:`, `base_image:` and `idle_timeout_seconds:` as top-level keys.",
+            line=document.line(), file=path,
+        )]
+    findings: list[Finding] = []
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        expected = _SETTINGS_FIELDS.get(key)
+        if expected is None:
+            findings.append(Finding(
+                rule="dockyard-settings", severity="error", message=f"dockyard.yaml has an unknown key {key!r}.",
+                fix=f"Use only {', '.join(_SETTINGS_FIELDS)}; everything about the agent itself goes in agent.yaml.",
+                line=document.line(key), file=path,
+            ))
+        elif value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            findings.append(Finding(
+                rule="dockyard-settings", severity="error",
+                message=f"dockyard.yaml {key} must be {'a string' if expected is str else 'a whole number'}; "
+                f"got {value!r}.",
+                fix=f"Write {key}: {'127.0.0.1:5000/team' if key == 'registry' else 'a value of that type'}.",
+                line=document.line(key), file=path,
+            ))
+        else:
+            values[key] = value
+    return DockyardSettings(path=path, **values), findings
+
+
+# -- environment variables ----------------------------------------------------------------------------
+
+
+def environment_entries(document: Document) -> list[EnvironmentEntry]:
+    """Environment variables as written, in either spelling and either form, with their lines. Tolerant:
+    entries it cannot make sense of are left out (`check_document` reports them)."""
+    data = document.data if isinstance(document.data, dict) else {}
+    entries: list[EnvironmentEntry] = []
+    for key in ENV_KEYS:
+        block = data.get(key)
+        if isinstance(block, list):
+            for index, item in enumerate(block):
+                if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("value"), str):
+                    entries.append(EnvironmentEntry(item["name"], item["value"], document.line(key, index)))
+        elif isinstance(block, dict):
+            for name, item in block.items():
+                value = item.get("value") if isinstance(item, dict) else item
+                if isinstance(name, str) and isinstance(value, str):
+                    entries.append(EnvironmentEntry(name, value, document.line(key, name)))
+    return entries
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _environment_findings(document: Document) -> list[Finding]:
+    data: dict[str, Any] = document.data
+    present = [key for key in ENV_KEYS if key in data]
+    findings: list[Finding] = []
+    if len(present) == 2:
+        findings.append(Finding(
+            rule="env-duplicate", severity="error",
+            message="Both environmentVariables and environment_variables are written; tools disagree on which "
+            "one wins.",
+            fix="Keep one list: environment_variables is what azd reads, environmentVariables what the published "
+            "schema names.",
+            line=document.line(present[1]),
+        ))
+    for key in present:
+        block = data[key]
+        if block is None:
+            continue
+        if isinstance(block, list):
+            items = [(index, item) for index, item in enumerate(block)]
+            for index, item in items:
+                line = document.line(key, index)
+                if not isinstance(item, dict) or "name" not in item or "value" not in item:
+                    findings.append(Finding(
+                        rule="env-shape", severity="error",
+                        message=f"{key}[{index}] must be a {{name, value}} pair; got {item!r}.",
+                        fix="Write it as `- name: MY_VAR` and `value: ...` on the next line.", line=line,
+                    ))
+                    continue
+                findings.extend(_entry_findings(key, item["name"], item["value"], line))
+        elif isinstance(block, dict):
+            plain: list[str] = []
+            for name, item in block.items():
+                line = document.line(key, name)
+                if isinstance(item, dict):
+                    if set(item) != {"value"}:
+                        findings.append(Finding(
+                            rule="env-shape", severity="error",
+                            message=f"{key}.{name} must be a string or {{value: ...}}; got {item!r}.",
+                            fix=f"Write `{name}: {{value: ...}}`.", line=line,
+                        ))
+                        continue
+                    item = item["value"]
+                else:
+                    plain.append(str(name))
+                findings.extend(_entry_findings(key, name, item, line))
+            if plain:
+                findings.append(Finding(
+                    rule="env-form", severity="warning",
+                    message=f"{key} is a map of plain values ({', '.join(plain[:3])}{', ...' if len(plain) > 3 else ''}). "
+                    "dockyard reads it, but the published schema wants `NAME: {value: ...}` and azd wants a list.",
+                    fix="Write it as a list: `- name: NAME` / `value: ...`, which every tool reads.",
+                    line=document.line(key),
+                ))
+        else:
+            findings.append(Finding(
+                rule="env-shape", severity="error", message=f"{key} must be a list of {{name, value}} pairs.",
+                fix=f"Write `{key}:` then `- name: MY_VAR` / `value: ...` entries.", line=document.line(key),
+            ))
+    if present == ["environmentVariables"]:
+        findings.append(Finding(
+            rule="env-key", severity="warning",
+            message="environmentVariables is the published schema's spelling, but the Azure Developer CLI reads "
+            "environment_variables and ignores this one, so `azd deploy` would start the agent without them.",
+            fix="Rename the key to environment_variables (dockyard reads both).",
+            line=document.line("environmentVariables"),
+        ))
+    return findings
+
+
+def _entry_findings(key: str, name: object, value: object, line: int | None) -> list[Finding]:
+    findings = []
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+        findings.append(Finding(
+            rule="env-name", severity="error",
+            message=f"Environment variable name {name!r} in {key} is not valid.",
+            fix="Use letters, digits and underscores, not starting with a digit (for example MODEL_NAME).",
+            line=line,
+        ))
+    if not isinstance(value, str):
+        findings.append(Finding(
+            rule="env-value-type", severity="error",
+            message=f"Environment variable {name} has the unquoted value {value!r}; values must be strings.",
+            fix=f"Quote it: \"{value}\".", line=line,
+        ))
+    return findings
+
+
+# -- defaults -----------------------------------------------------------------------------------------
+
+
+def _defaulted(path: YamlPath, message: str) -> bool:
+    missing = message.split("'")[1] if "'" in message else ""
+    return (path == () and missing in ("resources", "protocols")) or (path == ("resources",) and missing in ("cpu", "memory"))
+
+
+def _default_findings(data: dict[str, Any], document: Document) -> list[Finding]:
+    findings = []
+    resources = data.get("resources")
+    if resources is None:
+        findings.append(Finding(
+            rule="resources-default", severity="warning",
+            message=f"No resources: the agent gets cpu {DEFAULT_CPU} and memory {DEFAULT_MEMORY}, as azd gives it, "
+            "but the published schema requires resources.",
+            fix=f"Add `resources:` with `cpu: \"{DEFAULT_CPU}\"` and `memory: {DEFAULT_MEMORY}`.",
+            line=document.line(),
+        ))
+    elif isinstance(resources, dict):
+        for key, default in (("cpu", DEFAULT_CPU), ("memory", DEFAULT_MEMORY)):
+            if key not in resources:
+                findings.append(Finding(
+                    rule="resources-default", severity="warning",
+                    message=f"resources has no {key}: the agent gets {default}, but the published schema requires it.",
+                    fix=f"Add `{key}: \"{default}\"` under resources.", line=document.line("resources"),
+                ))
+    if data.get("protocols") is None:
+        protocol, version = DEFAULT_PROTOCOLS[0]
+        findings.append(Finding(
+            rule="protocols-default", severity="warning",
+            message=f"No protocols: the agent is served as {protocol} {version}, as azd does, but the published "
+            "schema requires protocols.",
+            fix=f"Add `protocols:` with `- protocol: {protocol}` and `version: \"{version}\"`.",
+            line=document.line(),
+        ))
+    return findings
+
+
+# -- ${VAR} references --------------------------------------------------------------------------------
+
+# `$${...}` is an escaped literal, `${{...}}` a Foundry server-side expression, `${NAME}` / `${NAME:-default}`
+# / `${NAME-default}` a reference resolved here.
+_REFERENCE = re.compile(
+    r"\$\$\{|\$\{\{.*?\}\}|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}", re.S
+)
+
+
+class _Unset(Exception):
+    def __init__(self, variable: str) -> None:
+        self.variable = variable
+
+
+def references(value: str) -> list[str]:
+    """The variable names `value` refers to with `${NAME}`."""
+    return [m["name"] for m in _REFERENCE.finditer(value) if m["name"]]
+
+
+def is_reference(value: str) -> bool:
+    """True where `value` takes its content from somewhere else: a `${VAR}` or a Foundry `${{...}}`."""
+    return any(m[0] not in ("$${",) for m in _REFERENCE.finditer(value))
+
+
+def literal_parts(value: str) -> str:
+    """`value` without its `${...}` and `${{...}}` references: the part that is written in the file."""
+    return _REFERENCE.sub(lambda m: "${" if m[0] == "$${" else " ", value)
+
+
+def expand(value: str, environ: Mapping[str, str]) -> str:
+    """Resolve `${NAME}` references in `value` from `environ`; `_Unset` for one that is unset with no default."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match[0] == "$${":
+            return "${"
+        name = match["name"]
+        if name is None:
+            return match[0]  # ${{...}}: Foundry resolves it, not us
+        current = environ.get(name)
+        op = match["op"]
+        if op == ":-" and not current:
+            return match["default"]
+        if op == "-" and current is None:
+            return match["default"]
+        if current is None:
+            raise _Unset(name)
+        return current
+
+    return _REFERENCE.sub(replace, value)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _schema_finding(
+    document: Document, path: YamlPath, validator: str, message: str, expected: Any, error_instance: Any
+) -> Finding:
+    where = _dotted(path) or "agent.yaml"
+    if validator == "required":
+        missing = message.split("'")[1] if "'" in message else message
+        text = f"{where} is missing {missing!r}, which the published schema requires."
+        fix = f"Add `{missing}:`" + (" (for example `kind: hosted`)." if missing == "kind" else ".")
+    elif validator == "const":
+        text = f"{where} must be {expected!r}; dockyard and the ContainerAgent schema describe hosted agents."
+        fix = f"Set `{_dotted(path)}: {expected}`."
+    elif validator == "type":
+        text = f"{where} must be {'an' if str(expected)[0] in 'aeiou' else 'a'} {expected}; got {error_instance!r}."
+        fix = "Quote the value if it is a number or true/false." if expected == "string" else f"Make it a {expected}."
+    else:
+        text = f"{where}: {message}."
+        fix = "See the ContainerAgent schema (src/dockyard/project/schema/ContainerAgent.yaml)."
+    return Finding(rule="schema", severity="error", message=text, fix=fix, line=document.line(*path))
+
+
+def _dotted(path: YamlPath) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _file_finding(rule: str, message: str, fix: str) -> Finding:
+    return Finding(rule=rule, severity="error", message=message, fix=fix, line=None)
+
+
+def _in_file(finding: Finding, path: Path) -> Finding:
+    return Finding(finding.rule, finding.severity, finding.message, finding.fix, finding.line, file=path)
