@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,10 @@ class Sandboxes:
         self.readiness_timeout_seconds = readiness_timeout_seconds
         # A sandbox seen running this recently is trusted without asking the engine again: asking
         # costs tens of milliseconds, and a request that finds it gone after all is retried cold.
+        # Past that, requests still go to it while a background check asks the engine.
         self.warm_seconds = warm_seconds
+        self._checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dockyard-sandbox-check")
+        self._checking: set[str] = set()
         # How long what was read from the store serves requests: the lag after which a change made by
         # another replica (a disabled agent, a new split) is seen here. This process's own changes
         # are seen at once.
@@ -158,10 +162,31 @@ class Sandboxes:
     def warm(self, session: Session) -> Target | None:
         """The session's sandbox if it was seen running a moment ago: no engine, no database, no waiting."""
         warm = self._warm.get(session.id)
-        if warm is None or time.monotonic() - warm[0] >= self.warm_seconds:
+        if warm is None:
             return None
+        age = time.monotonic() - warm[0]
+        if age >= 4 * self.warm_seconds:
+            return None
+        if age >= self.warm_seconds and session.id not in self._checking:
+            self._checking.add(session.id)
+            self._checks.submit(self._check, warm[1])
         self._touch(session.id)
         return warm[1]
+
+    def _check(self, target: Target) -> None:
+        """Ask the engine whether a warm sandbox still runs, off the request path."""
+        session_id = target.session.id
+        runtime = self.reconciler.runtime
+        try:
+            observed = runtime.observe(WorkloadKey(target.session.version_uid, session_id)) if runtime else None
+            if observed is not None and observed.running and observed.endpoint == target.endpoint:
+                self._warm[session_id] = (time.monotonic(), target)
+            else:
+                self._warm.pop(session_id, None)
+        except Exception:  # the engine did not answer: the next request asks it itself
+            self._warm.pop(session_id, None)
+        finally:
+            self._checking.discard(session_id)
 
     def ensure_running(self, session: Session) -> Target:
         """Start the session's sandbox if it is not running, wait until it is ready, and mark the session used."""
