@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from dockyard.cli.validate import validate_command
 from dockyard.home import Home, HomeError, default_home
 from dockyard.settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PROJECT, Settings
 
@@ -18,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.command("validate")(validate_command)
 
 HomeOption = typer.Option(None, "--home", help="dockyard's home folder [default: $DOCKYARD_HOME or ~/.dockyard]")
 
