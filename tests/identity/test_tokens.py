@@ -205,3 +205,22 @@ def test_from_home_refuses_a_key_of_the_wrong_kind(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="EC private key"):
         TokenAuthority.from_home(home)
+
+
+def test_a_verified_token_stops_verifying_once_it_expires() -> None:
+    # Verified tokens are remembered; the memory must not outlive the token. This one expired 28 s
+    # ago, so it verifies within the 30 s leeway for one or two more seconds.
+    authority = TokenAuthority(ec.generate_private_key(ec.SECP256R1()), lifetime_seconds=-28)
+    token = authority.issue("user", FOUNDRY_AUDIENCE).access_token
+    assert authority.verify(token).subject == "user"
+    time.sleep(2.5)
+    with pytest.raises(InvalidToken) as info:
+        authority.verify(token)
+    assert "expired" in info.value.reason
+
+
+def test_a_token_remembered_for_one_audience_is_still_refused_for_another(authority: TokenAuthority) -> None:
+    token = authority.issue("user", FOUNDRY_AUDIENCE).access_token
+    authority.verify(token)
+    with pytest.raises(InvalidToken):
+        authority.verify(token, audience="https://management.azure.com")
