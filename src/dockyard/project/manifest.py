@@ -9,14 +9,13 @@ environment variables and `tools`. Where the published schema and the Azure Deve
   list of `{name, value}` or a map (`NAME: {value: ...}` as the schema has it, or plainly `NAME: value`);
 - session settings: azd's `session_configuration.idle_timeout_seconds`.
 
-Missing `resources` or `protocols` get azd's defaults (cpu "1", memory "2Gi"; responses 2.0.0) with a
-warning, because the schema requires them but azd deploys without them. What dockyard needs beyond the
+Missing `resources` or `protocols` get what azd deploys then (cpu "0.5", memory "1Gi"; responses 2.0.0),
+with a warning, because the schema requires them but azd deploys without them. What dockyard needs beyond the
 schema (registry, base image, session idle timeout) lives in a separate `dockyard.yaml` beside
 `agent.yaml`, so the agent file never carries anything Azure's tooling would not understand.
 
-Values may be `${VAR}` references (also `${VAR:-default}`), resolved from the environment at deploy time
-as azd does; `$${...}` stays literal and Foundry's own `${{...}}` expressions pass through untouched.
-Every node keeps its line so each problem can point at the line to fix.
+Values may be `${VAR}` references, resolved from the environment at deploy time (see `references`).
+Every node keeps its line (see `yamlfile`) so each problem can point at the line to fix.
 """
 
 from __future__ import annotations
@@ -27,60 +26,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from dockyard.domain.resources import DEFAULT_CPU, DEFAULT_MEMORY
 from dockyard.project.agentschema import schema_errors
+from dockyard.project.findings import Finding, ManifestError, ManifestFileError, by_line
+from dockyard.project.references import Unset, expand
+from dockyard.project.yamlfile import Document, YamlPath, dotted, file_finding, read_document
+
+__all__ = [
+    "DockyardSettings", "Finding", "Manifest", "ManifestError", "ManifestFileError", "by_line",
+    "find_manifest", "load_manifest", "load_settings", "check_document", "environment_entries",
+]
 
 MANIFEST_NAMES = ("agent.yaml", "agent.yml")
 SETTINGS_NAMES = ("dockyard.yaml", "dockyard.yml")
-# What azd sends when agent.yaml names no protocol (extension's agent_yaml/map.go).
+# What the Azure Developer CLI's agents extension deploys when agent.yaml leaves these out (its
+# project/config.go DefaultCpu/DefaultMemory and agent_yaml/map.go), so one file gets the same container on
+# both targets. Foundry's own default, for a definition that names no cpu/memory, is 1 and 2Gi.
+DEFAULT_CPU = "0.5"
+DEFAULT_MEMORY = "1Gi"
 DEFAULT_PROTOCOLS: tuple[tuple[str, str], ...] = (("responses", "2.0.0"),)
 ENV_KEYS = ("environmentVariables", "environment_variables")
-
-YamlPath = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem in agent.yaml (or dockyard.yaml): what is wrong, how to fix it, and where."""
-
-    rule: str
-    severity: str  # "error" | "warning"
-    message: str
-    fix: str
-    line: int | None
-    file: Path | None = None  # set when the problem is in another file than agent.yaml (dockyard.yaml)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "severity": self.severity,
-            "message": self.message,
-            "fix": self.fix,
-            "line": self.line,
-            "file": str(self.file) if self.file else None,
-        }
-
-
-class ManifestError(Exception):
-    """agent.yaml cannot be used as it is; `findings` says why, each with its line."""
-
-    def __init__(self, path: Path, findings: list[Finding]) -> None:
-        self.path = path
-        self.findings = sorted(findings, key=by_line)
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        lines = []
-        for f in self.findings:
-            where = f"{f.file or self.path}:{f.line}" if f.line else str(f.file or self.path)
-            lines.append(f"{where}: {f.severity}: {f.message} Fix: {f.fix}")
-        return "\n".join(lines)
-
-
-class ManifestFileError(ManifestError):
-    """There is no agent.yaml to read (missing, a folder without one, or unreadable)."""
 
 
 @dataclass(frozen=True)
@@ -91,24 +55,6 @@ class DockyardSettings:
     base_image: str | None = None  # FROM of the Containerfile `dockyard init` writes
     idle_timeout_seconds: int | None = None  # session idle timeout
     path: Path | None = None  # the dockyard.yaml read, if any
-
-
-@dataclass(frozen=True)
-class Document:
-    """A YAML file as parsed: its data and the 1-based line of every node, by path from the root."""
-
-    path: Path
-    data: Any
-    lines: Mapping[YamlPath, int]
-
-    def line(self, *path: str | int) -> int | None:
-        """The line of `path`, or of its nearest ancestor written in the file."""
-        key: YamlPath = tuple(path)
-        while key:
-            if key in self.lines:
-                return self.lines[key]
-            key = key[:-1]
-        return self.lines.get((), None)
 
 
 @dataclass(frozen=True)
@@ -155,7 +101,7 @@ class Manifest:
         for name, value in self.environment_variables.items():
             try:
                 resolved[name] = expand(value, environ)
-            except _Unset as exc:
+            except Unset as exc:
                 missing.append(
                     Finding(
                         rule="env-unset",
@@ -210,11 +156,6 @@ class Manifest:
         return None
 
 
-def by_line(finding: Finding) -> tuple[str, int]:
-    """Sort key: agent.yaml first, then dockyard.yaml; top of the file first."""
-    return (str(finding.file or ""), finding.line or 0)
-
-
 # -- finding and reading files ------------------------------------------------------------------------
 
 
@@ -230,77 +171,15 @@ def find_manifest(start: Path) -> Path:
                 return candidate
         raise ManifestFileError(
             start,
-            [_file_finding("manifest-missing", f"There is no agent.yaml in {start}.",
+            [file_finding("manifest-missing", f"There is no agent.yaml in {start}.",
                            "Run dockyard in the agent's project folder, pass the path to its agent.yaml, "
                            "or create one with `dockyard init NAME`.")],
         )
     raise ManifestFileError(
         start,
-        [_file_finding("manifest-missing", f"{start} does not exist.", "Check the path, or create the project "
+        [file_finding("manifest-missing", f"{start} does not exist.", "Check the path, or create the project "
                        "with `dockyard init NAME`.")],
     )
-
-
-def read_document(path: Path) -> Document:
-    """Parse a YAML file keeping every node's line. ManifestFileError if it cannot be read; ManifestError
-    (rule `yaml`) if it is not YAML; duplicate keys are an error too, since YAML silently keeps the last."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestFileError(path, [_file_finding("manifest-missing", f"{path} does not exist.",
-                                                     "Check the path.")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestFileError(path, [_file_finding("manifest-unreadable", f"{path} cannot be read: {exc}.",
-                                                     "Make it a readable UTF-8 text file.")]) from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-        lines: dict[YamlPath, int] = {}
-        duplicates: list[Finding] = []
-        if node is not None:
-            _record_lines(loader, node, (), node.start_mark.line + 1, lines, duplicates)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestError(path, [Finding(
-            rule="yaml", severity="error", message=f"This is not valid YAML: {problem}.",
-            fix="Correct the YAML syntax at this line (indentation, a missing colon, an unclosed quote).",
-            line=mark.line + 1 if mark is not None else None,
-        )]) from None
-    finally:
-        loader.dispose()
-    if duplicates:
-        raise ManifestError(path, duplicates)
-    return Document(path=path, data=data, lines=lines)
-
-
-def _record_lines(
-    loader: yaml.SafeLoader, node: yaml.Node, path: YamlPath, line: int,
-    lines: dict[YamlPath, int], duplicates: list[Finding],
-) -> None:
-    lines[path] = line
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:
-                continue
-            key_line = key_node.start_mark.line + 1
-            if key in seen:
-                duplicates.append(Finding(
-                    rule="duplicate-key", severity="error", message=f"{_dotted(path + (key,))} is written twice; "
-                    "YAML keeps only the last one.", fix="Keep one of them.", line=key_line,
-                ))
-            seen.add(key)
-            # A key's value is "at" the key's line: that is where a reader looks for it.
-            _record_lines(loader, value_node, path + (key,), key_line, lines, duplicates)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(loader, item, path + (index,), item.start_mark.line + 1, lines, duplicates)
 
 
 # -- checking and loading -----------------------------------------------------------------------------
@@ -564,71 +443,20 @@ def _default_findings(data: dict[str, Any], document: Document) -> list[Finding]
     return findings
 
 
-# -- ${VAR} references --------------------------------------------------------------------------------
-
-# `$${...}` is an escaped literal, `${{...}}` a Foundry server-side expression, `${NAME}` / `${NAME:-default}`
-# / `${NAME-default}` a reference resolved here.
-_REFERENCE = re.compile(
-    r"\$\$\{|\$\{\{.*?\}\}|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}", re.S
-)
-
-
-class _Unset(Exception):
-    def __init__(self, variable: str) -> None:
-        self.variable = variable
-
-
-def references(value: str) -> list[str]:
-    """The variable names `value` refers to with `${NAME}`."""
-    return [m["name"] for m in _REFERENCE.finditer(value) if m["name"]]
-
-
-def is_reference(value: str) -> bool:
-    """True where `value` takes its content from somewhere else: a `${VAR}` or a Foundry `${{...}}`."""
-    return any(m[0] not in ("$${",) for m in _REFERENCE.finditer(value))
-
-
-def literal_parts(value: str) -> str:
-    """`value` without its `${...}` and `${{...}}` references: the part that is written in the file."""
-    return _REFERENCE.sub(lambda m: "${" if m[0] == "$${" else " ", value)
-
-
-def expand(value: str, environ: Mapping[str, str]) -> str:
-    """Resolve `${NAME}` references in `value` from `environ`; `_Unset` for one that is unset with no default."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match[0] == "$${":
-            return "${"
-        name = match["name"]
-        if name is None:
-            return match[0]  # ${{...}}: Foundry resolves it, not us
-        current = environ.get(name)
-        op = match["op"]
-        if op == ":-" and not current:
-            return match["default"]
-        if op == "-" and current is None:
-            return match["default"]
-        if current is None:
-            raise _Unset(name)
-        return current
-
-    return _REFERENCE.sub(replace, value)
-
-
 # -- helpers ------------------------------------------------------------------------------------------
 
 
 def _schema_finding(
     document: Document, path: YamlPath, validator: str, message: str, expected: Any, error_instance: Any
 ) -> Finding:
-    where = _dotted(path) or "agent.yaml"
+    where = dotted(path) or "agent.yaml"
     if validator == "required":
         missing = message.split("'")[1] if "'" in message else message
         text = f"{where} is missing {missing!r}, which the published schema requires."
         fix = f"Add `{missing}:`" + (" (for example `kind: hosted`)." if missing == "kind" else ".")
     elif validator == "const":
         text = f"{where} must be {expected!r}; dockyard and the ContainerAgent schema describe hosted agents."
-        fix = f"Set `{_dotted(path)}: {expected}`."
+        fix = f"Set `{dotted(path)}: {expected}`."
     elif validator == "type":
         text = f"{where} must be {'an' if str(expected)[0] in 'aeiou' else 'a'} {expected}; got {error_instance!r}."
         fix = "Quote the value if it is a number or true/false." if expected == "string" else f"Make it a {expected}."
@@ -636,17 +464,6 @@ def _schema_finding(
         text = f"{where}: {message}."
         fix = "See the ContainerAgent schema (src/dockyard/project/schema/ContainerAgent.yaml)."
     return Finding(rule="schema", severity="error", message=text, fix=fix, line=document.line(*path))
-
-
-def _dotted(path: YamlPath) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _file_finding(rule: str, message: str, fix: str) -> Finding:
-    return Finding(rule=rule, severity="error", message=message, fix=fix, line=None)
 
 
 def _in_file(finding: Finding, path: Path) -> Finding:

@@ -20,20 +20,16 @@ from dockyard.domain.names import validate_agent_name
 from dockyard.domain.protocols import parse_protocol_versions
 from dockyard.domain.resources import validate_cpu, validate_memory
 from dockyard.domain.tools import validate_tools
+from dockyard.project.findings import Finding, ManifestError, by_line
 from dockyard.project.manifest import (
-    Document,
     DockyardSettings,
     EnvironmentEntry,
-    Finding,
-    ManifestError,
-    by_line,
     check_document,
     environment_entries,
-    is_reference,
-    literal_parts,
     load_settings,
-    read_document,
 )
+from dockyard.project.references import is_reference, literal_parts
+from dockyard.project.yamlfile import Document, read_document
 
 # The service's range for session_configuration.idle_timeout_seconds (azure-ai-projects 2.x SessionConfiguration).
 IDLE_TIMEOUT_MIN = 120
