@@ -132,8 +132,9 @@ class Manifest:
         return definition
 
     def hosted_definition(self, image: str, environ: Mapping[str, str]) -> dict[str, Any]:
-        """The same definition in the 2.x shape (`HostedAgentDefinition`, api-version v1): what
-        azd sends to Foundry (`container_configuration.image`, `protocol_versions`)."""
+        """The same definition in the 2.x shape (`HostedAgentDefinition`, api-version v1): what azd sends to
+        Foundry (`container_configuration.image`, `protocol_versions`). That shape has no `tools`, so they
+        are left out; `HostedAgentDefinition(**this)` builds the SDK model."""
         definition: dict[str, Any] = {
             "cpu": self.cpu,
             "memory": self.memory,
@@ -141,8 +142,6 @@ class Manifest:
             "protocol_versions": [{"protocol": p, "version": v} for p, v in self.protocols],
             "environment_variables": self.resolved_environment(environ),
         }
-        if self.tools:
-            definition["tools"] = [dict(tool) for tool in self.tools]
         if self.idle_timeout_seconds is not None:
             definition["session_configuration"] = {"idle_timeout_seconds": self.idle_timeout_seconds}
         return definition
@@ -171,7 +170,7 @@ def find_manifest(start: Path) -> Path:
                 return candidate
         raise ManifestFileError(
             start,
-            [file_finding("manifest-missing", f"There is no agent.yaml in {start}.",
+            [file_finding("manifest-missing", f"There is no agent.yaml in {start.resolve()}.",
                            "Run dockyard in the agent's project folder, pass the path to its agent.yaml, "
                            "or create one with `dockyard init NAME`.")],
         )
@@ -328,7 +327,7 @@ def _environment_findings(document: Document) -> list[Finding]:
             "one wins.",
             fix="Keep one list: environment_variables is what azd reads, environmentVariables what the published "
             "schema names.",
-            line=document.line(present[1]),
+            line=max(document.line(key) or 0 for key in present),
         ))
     for key in present:
         block = data[key]
