@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from dockyard.api import agents, endpoint, identity, invocations, logs, responses, sessions
+from dockyard.api import agents, endpoint, identity, invocations, logs, responses, session_files, sessions
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
@@ -39,6 +39,7 @@ def create_app(services: Services) -> ASGIApp:
     # The endpoint routes (…/agents/{name}:enable) come before agents' own (…/agents/{name}), which would
     # otherwise take "name:enable" for a name.
     app.include_router(sessions.router)
+    app.include_router(session_files.router)
     app.include_router(endpoint.router)
     app.include_router(responses.router)
     app.include_router(invocations.router)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import BinaryIO, Protocol
+
+from dockyard.domain.session_files import SessionFileEntry, SessionPath
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,19 @@ class LogStream(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class SessionFileStream:
+    """A session file being read: its size, then its content as it comes; `close()` ends it early."""
+
+    size: int
+    chunks: Iterator[bytes]
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+
 class Runtime(Protocol):
     def ensure_running(self, workload: Workload) -> Observed:
         """Make the workload run (pulling, creating or starting as needed); idempotent."""
@@ -95,3 +110,18 @@ class Runtime(Protocol):
 
     def follow_logs(self, key: WorkloadKey, tail: int = 100) -> LogStream | None:
         """Log lines as they come, until closed; None when the workload has no container."""
+
+    # A session's files: paths are relative to the session's home (its volume), already validated.
+    # The workload says which session, and what to run to reach its volume when no container does.
+
+    def write_session_file(self, workload: Workload, path: SessionPath, content: BinaryIO, size: int) -> None:
+        """Write `size` bytes read from `content` to `path`, making missing directories."""
+
+    def read_session_file(self, workload: Workload, path: SessionPath) -> SessionFileStream:
+        """Open a session file for reading; errors (no such file, a directory) are raised here, not later."""
+
+    def list_session_files(self, workload: Workload, path: SessionPath) -> list[SessionFileEntry]:
+        """The immediate children of a directory in the session's home."""
+
+    def delete_session_file(self, workload: Workload, path: SessionPath, recursive: bool) -> None:
+        """Delete a file, an empty directory, or (with `recursive`) a directory and what it holds."""

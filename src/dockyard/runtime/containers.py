@@ -16,9 +16,10 @@ import re
 import resource
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
@@ -26,7 +27,16 @@ from docker.types import LogConfig, Ulimit
 
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE, IMAGE_PULL_BACK_OFF, INVALID_CONTAINER_IMAGE
 from dockyard.domain.images import parse_image_reference
-from dockyard.runtime.base import Observed, RegistryCredentials, RuntimeFailure, Workload, WorkloadKey
+from dockyard.domain.session_files import SessionFileEntry, SessionPath
+from dockyard.runtime import session_volumes
+from dockyard.runtime.base import (
+    Observed,
+    RegistryCredentials,
+    RuntimeFailure,
+    SessionFileStream,
+    Workload,
+    WorkloadKey,
+)
 from dockyard.runtime.engine import INSTALL_HINT, Engine
 from dockyard.runtime.environment import SESSION_STATE_PATH
 
@@ -161,6 +171,78 @@ class ContainersRuntime:
         if container is None:
             return None
         return _ContainerLogStream(container.logs(stdout=True, stderr=True, tail=tail, stream=True, follow=True))
+
+    # -- session files ------------------------------------------------------------------------------
+
+    def write_session_file(self, workload: Workload, path: SessionPath, content: BinaryIO, size: int) -> None:
+        with self._volume_container(workload) as container:
+            session_volumes.write(container, path, content, size, session_volumes.container_user(container))
+
+    def read_session_file(self, workload: Workload, path: SessionPath) -> SessionFileStream:
+        def chunks() -> Iterator[int | bytes]:
+            with self._volume_container(workload) as container:
+                yield from session_volumes.read(container, path)
+
+        reading = chunks()
+        size = next(reading)  # the checks run here, so a missing file fails before any byte is answered
+        assert isinstance(size, int)
+        return SessionFileStream(size=size, chunks=reading)  # type: ignore[arg-type]
+
+    def list_session_files(self, workload: Workload, path: SessionPath) -> list[SessionFileEntry]:
+        with self._volume_container(workload) as container:
+            return session_volumes.list_directory(container, path)
+
+    def delete_session_file(self, workload: Workload, path: SessionPath, recursive: bool) -> None:
+        command = session_volumes.delete_command(path, recursive)
+        container = self._find(workload.key)
+        if container is not None and container.status == "running":
+            result = container.exec_run(command)
+            session_volumes.deleted(result.exit_code, result.output or b"", path)
+            return
+        with self._volume_container(workload, command=command) as helper:
+            helper.start()
+            exit_code = int(helper.wait(timeout=60).get("StatusCode", 1))
+            session_volumes.deleted(exit_code, helper.logs(stdout=True, stderr=True, tail=20), path)
+
+    @contextmanager
+    def _volume_container(self, workload: Workload, command: list[str] | None = None) -> Iterator[Container]:
+        """A container mounting the session's volume: the session's own, or a helper removed afterwards.
+
+        The helper is made from the agent image (so it exists wherever the session ran), never
+        networked, and labelled apart from workloads (`files-helper-of`, no `instance`), so neither the
+        reconciler nor adoption ever takes it for a sandbox. `command` makes one to be started.
+        """
+        if command is None:
+            own = self._find(workload.key)
+            if own is not None:
+                yield own
+                return
+        try:
+            try:
+                self.client.images.get(workload.image)
+            except ImageNotFound:
+                self._ensure_image(workload)
+            self._ensure_volume(workload)
+            helper = self.client.containers.create(
+                workload.image,
+                entrypoint=command[:1] if command else None,
+                command=command[1:] if command else None,
+                labels={f"{LABEL}.files-helper-of": self.instance_id, f"{LABEL}.session": workload.key.session},
+                volumes={_session_volume(workload.key): {"bind": SESSION_STATE_PATH,
+                                                         "mode": "rw,U" if self.engine.is_podman else "rw"}},
+                network_disabled=True, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                ulimits=_ulimits(), pids_limit=64, log_config=self._log_config(), detach=True,
+            )
+        except (APIError, DockerException) as exc:
+            raise session_volumes.SessionFilesFailed(
+                f"The container engine could not reach the session's volume: {_explain(exc)}") from None
+        try:
+            yield helper
+        finally:
+            try:
+                helper.remove(force=True)  # not v=True: the session's volume is named and must stay
+            except (APIError, DockerException) as exc:
+                log.warning("could not remove files helper %s: %s", helper.short_id, _explain(exc))
 
     # -- containers ---------------------------------------------------------------------------------
 
