@@ -99,6 +99,9 @@ CASES = [
     Case("env-duplicate", "error", {},
          {"env": "environment_variables:\n  - name: A\n    value: b", "extra": "environmentVariables:\n  - name: C\n    value: d"},
          13),
+    Case("env-duplicate", "error", {},
+         {"env": "environment_variables:\n  - name: A\n    value: b", "extra": "  - name: A\n    value: c"}, 13,
+         id="same-name"),
     Case("env-form", "warning", {"env": "environment_variables:\n  MODEL_NAME: {value: gpt-4o-mini}\n#"},
          {"env": "environment_variables:\n  MODEL_NAME: gpt-4o-mini\n#"}, 10),
     Case("env-key", "warning", {}, {"env": "environmentVariables:\n  - name: MODEL_NAME\n    value: gpt-4o-mini"}, 10),
@@ -202,3 +205,12 @@ def test_real_samples(tmp_path: Path) -> None:
     assert ("resources-default", "warning", 3) in described(single)  # the document starts at line 3
     # The sample's Dockerfile is not copied here; in its own folder it sits beside agent.yaml.
     assert ("image-source", "error", 3) in described(single)
+
+
+def test_the_documented_example_is_clean(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "agent-yaml.md").read_text()
+    agent_yaml, dockyard_yaml = (block.split("```")[0] for block in doc.split("```yaml\n")[1:3])
+    (tmp_path / "agent.yaml").write_text(agent_yaml)
+    (tmp_path / "dockyard.yaml").write_text(dockyard_yaml)
+    (tmp_path / "Containerfile").write_text("FROM scratch\n")
+    assert validate(tmp_path / "agent.yaml") == []

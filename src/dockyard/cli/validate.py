@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def _table(path: Path, findings: list[Finding]) -> None:
     # Rich leaves out colour by itself when stdout is not a terminal (and honours NO_COLOR); a CI log is
     # not 80 columns wide, so give the table room there instead of folding every message.
     console = Console(file=sys.stdout)
-    if not console.is_terminal:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(file=sys.stdout, width=160)
     table = Table(title=str(path), title_justify="left", show_lines=True)
     table.add_column("line", justify="right", no_wrap=True)

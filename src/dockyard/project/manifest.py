@@ -334,8 +334,8 @@ def _environment_findings(document: Document) -> list[Finding]:
         if block is None:
             continue
         if isinstance(block, list):
-            items = [(index, item) for index, item in enumerate(block)]
-            for index, item in items:
+            seen: set[object] = set()
+            for index, item in enumerate(block):
                 line = document.line(key, index)
                 if not isinstance(item, dict) or "name" not in item or "value" not in item:
                     findings.append(Finding(
@@ -344,6 +344,13 @@ def _environment_findings(document: Document) -> list[Finding]:
                         fix="Write it as `- name: MY_VAR` and `value: ...` on the next line.", line=line,
                     ))
                     continue
+                if isinstance(item["name"], str) and item["name"] in seen:
+                    findings.append(Finding(
+                        rule="env-duplicate", severity="error",
+                        message=f"Environment variable {item['name']} is set twice; only one value can reach the "
+                        "container.", fix="Remove one of them.", line=line,
+                    ))
+                seen.add(item["name"] if isinstance(item["name"], str) else None)
                 findings.extend(_entry_findings(key, item["name"], item["value"], line))
         elif isinstance(block, dict):
             plain: list[str] = []
