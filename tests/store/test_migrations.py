@@ -20,7 +20,8 @@ def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
     engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
     migrate(engine)
     assert schema_diff(engine) == []
-    assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "registry_connections", "sessions", "response_routes", "alembic_version"}
+    assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "registry_connections", "sessions", "response_routes",
+                                                        "invocation_routes", "alembic_version"}
 
 
 def test_an_empty_database_differs(tmp_path: Path) -> None:
@@ -44,7 +45,7 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
     migrate(reopened)
     assert schema_diff(reopened) == []
     with reopened.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
         assert connection.execute(text("SELECT name FROM agents")).scalars().all() == ["kept"]
 
 
@@ -85,3 +86,31 @@ def test_upgrading_a_first_schema_database_keeps_its_versions(tmp_path) -> None:
     assert [r[0] for r in rows] == [1, 2]
     assert all(len(r[1]) == 32 for r in rows) and rows[0][1] != rows[1][1]
     assert [r[2] for r in rows] == [0, 0]
+
+
+def test_upgrading_a_sessions_database_adds_invocation_routes_and_keeps_its_routes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A home made before invocation routes (0003) upgrades in place, its sessions and response routes kept."""
+    from alembic import command
+    from alembic.config import Config
+
+    from dockyard.store.database import _MIGRATIONS
+    from dockyard.store.sessions import SessionStore
+
+    engine = open_engine(sqlite_url(tmp_path / "sessions.db"))
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        connection.execute(text(
+            "INSERT INTO sessions (id, project, agent_name, version_uid, version, status, idle_timeout_seconds, "
+            "created_at, last_accessed_at) VALUES ('s1', 'default', 'a', 'u1', '1', 'active', 900, 1, 1.0)"))
+        connection.execute(text("INSERT INTO response_routes (response_id, session_id, created_at) VALUES ('r1', 's1', 1)"))
+    migrate(engine)
+    assert schema_diff(engine) == []
+    store = SessionStore(engine)
+    assert store.session_of_response("r1") == "s1"
+    store.route_invocation("inv-1", "s1")
+    assert store.session_of_invocation("inv-1") == "s1" and store.session_of_invocation("inv-2") is None
+    store.delete("s1")
+    assert store.session_of_invocation("inv-1") is None and store.session_of_response("r1") is None

@@ -1,18 +1,41 @@
-"""The Invocations protocol (2.x): any body relayed to the sandbox's POST /invocations, streaming included."""
+"""The Invocations protocol (2.x): invoke, get and cancel an invocation, its OpenAPI document, its WebSocket.
+
+`POST …/protocols/invocations` relays any body to the sandbox's `POST /invocations`, streaming included.
+dockyard names each invocation itself (a UUID, sent to the sandbox as `x-agent-invocation-id`, which
+Microsoft's adapter adopts) and records which session ran it before relaying, so `GET …/invocations/{id}`
+and `POST …/invocations/{id}/cancel` reach that same sandbox, from any replica. `…/invocations_ws` is
+relayed both ways to the sandbox's `/invocations_ws`.
+"""
 
 from __future__ import annotations
 
+import re
+import uuid
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, WebSocket
+from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate, read_body, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
+from dockyard.api.websocket_relay import relay_websocket
+from dockyard.domain.errors import NotFound
+from dockyard.domain.sessions import Session
 
 router = APIRouter(prefix="/api/projects/{project}")
 
+_BASE = "/agents/{agent_name}/endpoint/protocols/invocations"
+# What the adapter accepts as an invocation id (azure-ai-agentserver-invocations `_sanitize_id`).
+_INVOCATION_ID = re.compile(r"[A-Za-z0-9\-_.:]{1,256}")
 
-@router.post("/agents/{agent_name}/endpoint/protocols/invocations")
+
+def _sandbox_query(request: Request, session: Session) -> str:
+    """The caller's query, minus what is the platform's, plus the session as the adapter reads it."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("api-version", "agent_session_id")]
+    return urlencode(kept + [("agent_session_id", session.id)])
+
+
+@router.post(_BASE)
 async def invoke(request: Request, project: str, agent_name: str) -> Response:
     """Relayed as it is to the sandbox's POST /invocations: any body, any answer, streaming included.
 
@@ -24,8 +47,66 @@ async def invoke(request: Request, project: str, agent_name: str) -> Response:
     content = await read_body(request, services(request).settings.max_invocation_bytes)
     session_id = request.query_params.get("agent_session_id") or request.headers.get("x-agent-session-id")
     session = await open_session(request, project, agent_name, session_id)
-    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k not in ("api-version",
-                                                                                         "agent_session_id")]
-                      + [("agent_session_id", session.id)])
-    headers = platform_headers(request, session, principal)
-    return await relay_to_session(request, session, "POST", f"/invocations?{query}", headers, content)
+    # Named here, not by the caller: an id chosen by a caller could claim another session's route.
+    invocation_id = str(uuid.uuid4())
+    the = services(request)
+    the.sandboxes.writes.submit(the.sessions.route_invocation, invocation_id, session.id)  # behind the answer
+    headers = platform_headers(request, session, principal) | {"x-agent-invocation-id": invocation_id}
+    return await relay_to_session(request, session, "POST", f"/invocations?{_sandbox_query(request, session)}",
+                                  headers, content)
+
+
+@router.get(f"{_BASE}/docs/openapi.json")
+async def openapi_document(request: Request, project: str, agent_name: str) -> Response:
+    """The agent's own OpenAPI document (404 from the agent when it registered none)."""
+    check_api_version(request)
+    principal = authenticate(request)
+    session = await open_session(request, project, agent_name, request.query_params.get("agent_session_id"))
+    return await relay_to_session(request, session, "GET", "/invocations/docs/openapi.json",
+                                  platform_headers(request, session, principal), None)
+
+
+async def _follow(request: Request, project: str, agent_name: str, invocation_id: str, suffix: str) -> Response:
+    check_api_version(request)
+    principal = authenticate(request)
+    session = await _session_of_invocation(request, project, agent_name, invocation_id)
+    content = await read_body(request, services(request).settings.max_invocation_bytes) if suffix else None
+    headers = platform_headers(request, session, principal) | {"x-agent-invocation-id": invocation_id}
+    path = f"/invocations/{invocation_id}{suffix}?{_sandbox_query(request, session)}"
+    return await relay_to_session(request, session, request.method, path, headers, content)
+
+
+@router.get(f"{_BASE}/{{invocation_id}}")
+async def get_invocation(request: Request, project: str, agent_name: str, invocation_id: str) -> Response:
+    """Relayed to the sandbox that ran the invocation; what it answers is the agent's (404 if it keeps none)."""
+    return await _follow(request, project, agent_name, invocation_id, "")
+
+
+@router.post(f"{_BASE}/{{invocation_id}}/cancel")
+async def cancel_invocation(request: Request, project: str, agent_name: str, invocation_id: str) -> Response:
+    return await _follow(request, project, agent_name, invocation_id, "/cancel")
+
+
+async def _session_of_invocation(request: Request, project: str, agent_name: str, invocation_id: str) -> Session:
+    the = services(request)
+    not_found = NotFound(f"Invocation {invocation_id!r} of agent {agent_name!r} was not found.",
+                         code="InvocationNotFound")
+    if not _INVOCATION_ID.fullmatch(invocation_id):
+        raise not_found
+
+    def lookup() -> Session | None:
+        session_id = the.sessions.session_of_invocation(invocation_id)
+        if session_id is None and the.sandboxes.writes.flush():
+            session_id = the.sessions.session_of_invocation(invocation_id)  # routed a moment ago, here
+        return the.sessions.by_id(session_id) if session_id is not None else None
+
+    session = await run_in_threadpool(lookup)
+    if session is None or (session.project, session.agent_name) != (project, agent_name):
+        raise not_found
+    return session
+
+
+@router.websocket("/agents/{agent_name}/endpoint/protocols/invocations_ws")
+async def invocations_ws(websocket: WebSocket, project: str, agent_name: str) -> None:
+    """Relayed both ways to the sandbox's /invocations_ws, in the session `agent_session_id` names."""
+    await relay_websocket(websocket, project, agent_name, "/invocations_ws")

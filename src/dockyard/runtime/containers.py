@@ -279,7 +279,8 @@ class ContainersRuntime:
         return containers[0] if containers else None
 
     def _create(self, workload: Workload) -> Container:
-        session = f"-{workload.key.session[:12]}" if workload.key.session else ""
+        # The whole session id: callers choose them, and two may share any prefix ("job-1", "job-2").
+        session = f"-{workload.key.session}" if workload.key.session else ""
         name = f"dockyard-{workload.agent_name}-v{workload.version}-{workload.key.version_uid[:8]}{session}"
         volumes = {}
         environment = dict(workload.environment)

@@ -1,4 +1,4 @@
-"""Sessions and response routes in the store: the gateway's routing state, shared by every replica."""
+"""Sessions, and response and invocation routes, in the store: the gateway's routing state, shared by every replica."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from dockyard.domain.errors import NotFound
 from dockyard.domain.sessions import Session, SessionStatus
 from dockyard.store.database import Repository
-from dockyard.store.tables import ResponseRouteRow, SessionRow
+from dockyard.store.tables import InvocationRouteRow, ResponseRouteRow, SessionRow
 
 
 class SessionStore(Repository):
@@ -73,6 +73,7 @@ class SessionStore(Repository):
     def delete(self, session_id: str) -> None:
         with self._write() as db:
             db.execute(delete(ResponseRouteRow).where(ResponseRouteRow.session_id == session_id))
+            db.execute(delete(InvocationRouteRow).where(InvocationRouteRow.session_id == session_id))
             db.execute(delete(SessionRow).where(SessionRow.id == session_id))
 
     def route_response(self, response_id: str, session_id: str) -> None:
@@ -82,6 +83,17 @@ class SessionStore(Repository):
     def session_of_response(self, response_id: str) -> str | None:
         with self._read() as db:
             row = db.get(ResponseRouteRow, response_id)
+            return row.session_id if row is not None else None
+
+
+    def route_invocation(self, invocation_id: str, session_id: str) -> None:
+        with self._write() as db:
+            db.merge(InvocationRouteRow(invocation_id=invocation_id, session_id=session_id,
+                                        created_at=int(time.time())))
+
+    def session_of_invocation(self, invocation_id: str) -> str | None:
+        with self._read() as db:
+            row = db.get(InvocationRouteRow, invocation_id)
             return row.session_id if row is not None else None
 
 

@@ -90,3 +90,13 @@ class ResponseRouteRow(Base):
     response_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True)
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class InvocationRouteRow(Base):
+    """Which session an invocation ran in, so its GET and cancel reach the same sandbox."""
+
+    __tablename__ = "invocation_routes"
+
+    invocation_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
