@@ -77,19 +77,26 @@ def _check_link(found: dict[str, Any] | None, path: SessionPath) -> None:
                                      "directory; dockyard does not follow it.", param="path")
 
 
-def resolve(container: Container, path: SessionPath) -> dict[str, Any] | None:
-    """Stat `path` after checking each directory on the way to it; None when it does not exist."""
+def resolve(container: Container, path: SessionPath) -> tuple[dict[str, Any] | None, list[SessionPath]]:
+    """Stat `path` after checking each directory on the way to it.
+
+    Returns the stat (None when the path does not exist) and the directories leading to it that do
+    not exist yet, outermost first.
+    """
+    missing: list[SessionPath] = []
     for ancestor in path.ancestors():
-        found = stat(container, ancestor.under(ROOT))
+        found = None if missing else stat(container, ancestor.under(ROOT))
         _check_link(found, ancestor)
         if found is None:
-            return None
-        if not _is_dir(found):
+            missing.append(ancestor)
+        elif not _is_dir(found):
             raise Conflict(f"'{ancestor.relative}' is a file, so '{path.relative}' cannot be under it.",
                            code="NotADirectory")
+    if missing:
+        return None, missing
     found = stat(container, path.under(ROOT))
     _check_link(found, path)
-    return found
+    return found, missing
 
 
 # -- upload -----------------------------------------------------------------------------------------
@@ -149,14 +156,12 @@ def _header(name: str, *, directory: bool, size: int, owner: tuple[int, int], no
 
 def write(container: Container, path: SessionPath, content: BinaryIO, size: int, owner: tuple[int, int]) -> None:
     """Write `size` bytes from `content` to `path`, making missing directories; owned by the agent's user."""
-    existing = resolve(container, path)
+    existing, missing = resolve(container, path)
     if existing is not None and _is_dir(existing):
         raise Conflict(f"'{path.relative}' is a directory; upload to a file path under it.", code="PathIsADirectory")
     now = int(time.time())
-    headers = b""
-    for ancestor in path.ancestors():
-        if stat(container, ancestor.under(ROOT)) is None:
-            headers += _header(ancestor.relative, directory=True, size=0, owner=owner, now=now)
+    # Directories the upload needs are made explicitly, owned like the file (an engine would make them root's).
+    headers = b"".join(_header(d.relative, directory=True, size=0, owner=owner, now=now) for d in missing)
     headers += _header(path.relative, directory=False, size=size, owner=owner, now=now)
     try:
         container.put_archive(ROOT, _TarUpload(headers, content, size))
@@ -199,7 +204,7 @@ def _archive(container: Container, absolute: str, path: SessionPath) -> tarfile.
 
 def read(container: Container, path: SessionPath) -> Iterator[int | bytes]:
     """The file's size, then its content in chunks, streamed from the engine as it arrives."""
-    found = resolve(container, path)
+    found, _missing = resolve(container, path)
     if found is None:
         raise SessionFileNotFound(f"'{path.relative}' does not exist in the session. List the directory to see "
                                   "what is there.")
@@ -219,7 +224,7 @@ def read(container: Container, path: SessionPath) -> Iterator[int | bytes]:
 
 def list_directory(container: Container, path: SessionPath) -> list[SessionFileEntry]:
     """The directory's immediate children (the engine sends the whole subtree; only headers are kept)."""
-    found = resolve(container, path) if not path.is_root else stat(container, ROOT)
+    found, _missing = resolve(container, path)
     if found is None:
         raise SessionFileNotFound(f"'{path.relative}' does not exist in the session.")
     if not _is_dir(found):
