@@ -27,6 +27,7 @@ log = logging.getLogger("dockyard.gateway")
 
 _POLICY_VIOLATION = 1008
 _UNSENDABLE = {1005, 1006, 1015}  # codes that report a close, never sent in one
+_TOUCH_SECONDS = 30.0  # well inside the shortest idle timeout Foundry allows (120 s)
 
 
 async def relay_websocket(websocket: WebSocket, project: str, agent_name: str, path: str) -> None:
@@ -45,7 +46,19 @@ async def relay_websocket(websocket: WebSocket, project: str, agent_name: str, p
     async with upstream:
         await websocket.accept(subprotocol=upstream.subprotocol,
                                headers=[(b"x-agent-session-id", session.id.encode())])
-        await _pump(websocket, upstream)
+        keep_alive = asyncio.create_task(_keep_in_use(websocket, session))
+        try:
+            await _pump(websocket, upstream)
+        finally:
+            keep_alive.cancel()
+
+
+async def _keep_in_use(websocket: WebSocket, session: Session) -> None:
+    """An open WebSocket is use: mark the session used while it lasts, or the idle release would cut it."""
+    the = services(websocket)  # type: ignore[arg-type]
+    while True:
+        the.sandboxes.writes.submit(the.sessions.touch, session.id)
+        await asyncio.sleep(_TOUCH_SECONDS)
 
 
 async def _connect(websocket: WebSocket, session: Session, path: str, headers: dict[str, str]) -> ClientConnection:
