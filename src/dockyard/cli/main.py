@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from dockyard.cli.validate import validate_command
+from dockyard.cli.workflow import register as register_workflow
 from dockyard.home import Home, HomeError, default_home
 from dockyard.settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PROJECT, Settings
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 
 app.command("validate")(validate_command)
+register_workflow(app)
 
 HomeOption = typer.Option(None, "--home", help="dockyard's home folder [default: $DOCKYARD_HOME or ~/.dockyard]")
 

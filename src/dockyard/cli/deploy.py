@@ -1,0 +1,190 @@
+"""`dockyard deploy`: agent.yaml and the built image become a new agent version, on dockyard or in Foundry.
+
+The same code for both targets (see `connect`): `AIProjectClient.agents.create_version` with the 2.x SDK's
+`HostedAgentDefinition`, built from `Manifest.hosted_definition` — what the Azure Developer CLI sends to
+Foundry too. Then it waits for `active`, because `creating` says nothing yet about whether the image
+pulls or the container starts; a failure is shown with its code, message and the container's last lines.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dockyard.cli.connect import HomeOption, Target, TargetOption, api_errors, project_client
+from dockyard.cli.logs import VERSION_SANDBOX, read_logs
+from dockyard.cli.output import EXIT_FAILED, EXIT_USAGE, fail, note, print_json, progress, stdout
+from dockyard.cli.projects import load_project, warn_about
+from dockyard.project import build as builds
+from dockyard.project.manifest import Manifest, ManifestError
+
+POLL_SECONDS = 0.5
+LOG_LINES_ON_FAILURE = 20
+
+
+def deploy_command(
+    path: Path = typer.Argument(Path("."), help="The project folder (or its agent.yaml)."),
+    target: Target = TargetOption,
+    image: str = typer.Option(None, "--image", help="Deploy this image reference (default: what `dockyard build` "
+                              "last built here, else agent.yaml's image)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the version is active (or failed)."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds to wait for active."),
+    json_output: bool = typer.Option(False, "--json", help="Print the version as JSON."),
+    show_request: bool = typer.Option(False, "--show-request", help="Print the create_version request (URL and JSON "
+                                      "body, never headers) on stderr, exactly as the SDK sends it."),
+    home: Path = HomeOption,
+) -> None:
+    """Create a new version of the agent from agent.yaml and the image, then wait until it is active.
+
+    agent.yaml is checked with every `dockyard validate` rule first; ${VAR} references are resolved from
+    your environment. --target azure sends the same definition to AZURE_AI_PROJECT_ENDPOINT with
+    DefaultAzureCredential.
+
+    Exit codes: 0 active (or created, with --no-wait); 1 the version failed or did not become active in
+    time; 2 agent.yaml, the image or the environment is wrong; 3 target unreachable or credential
+    refused.
+    """
+    manifest = load_project(path, check=True)
+    warn_about(manifest)
+    reference = image or _built_image(manifest) or manifest.image
+    if not reference:
+        fail("there is no image to deploy.", EXIT_USAGE,
+             details="Run `dockyard build` first, pass --image, or name a prebuilt `image:` in agent.yaml.")
+    if target is Target.azure:
+        _check_reachable_from_azure(reference)
+    try:
+        fields = manifest.hosted_definition(reference, os.environ)
+    except ManifestError as exc:
+        fail(f"{exc.path}: environment variables refer to unset variables:", EXIT_USAGE, details=str(exc))
+    if manifest.tools:
+        note("agent.yaml's tools are not part of the 2.x hosted definition (HostedAgentDefinition); they are not "
+             "sent.")
+
+    from azure.ai.projects.models import HostedAgentDefinition
+
+    client = project_client(target, home)
+    with api_errors(f"deploying {manifest.name}"):
+        created = client.agents.create_version(
+            agent_name=manifest.name, definition=HostedAgentDefinition(**fields), description=manifest.description,
+            **({"raw_request_hook": _print_request} if show_request else {}),
+        )
+        version = str(created.version)
+        status = _status(created.status) or "creating"
+        note(f"Created {manifest.name} version {version} ({reference}) on {target.value}.")
+        details: Any = created
+        if wait and status not in ("active", "failed"):
+            details = _wait(client, manifest.name, version, timeout)
+            status = _status(details.status)
+    error = _error(details)
+    if json_output:
+        print_json({"agent": manifest.name, "version": version, "status": status, "image": reference,
+                    "target": target.value, "endpoint": os.environ.get("AZURE_AI_PROJECT_ENDPOINT"), "error": error})
+    if status == "failed":
+        _explain_failure(client, manifest.name, version, error)
+        raise typer.Exit(EXIT_FAILED)
+    if wait and status != "active":
+        fail(f"{manifest.name} version {version} is still {status} after {timeout:.0f}s.", EXIT_FAILED,
+             details=f"Check it with `dockyard status {manifest.name}` and `dockyard logs {manifest.name} "
+             f"--version {version}`.")
+    if not json_output:
+        console = stdout()
+        console.print(f"{manifest.name} version {version} is {status}.", markup=False)
+        console.print(f"Invoke it:  dockyard invoke {manifest.name} \"hello\""
+                      + ("" if target is Target.local else " --target azure"), markup=False)
+        console.print(f"Its logs:   dockyard logs {manifest.name} --version {version}"
+                      + ("" if target is Target.local else " --target azure"), markup=False)
+
+
+def _built_image(manifest: Manifest) -> str | None:
+    """What `dockyard build` recorded for this project, if the project has not changed since."""
+    if manifest.dockerfile_path is None:
+        return None
+    record = builds.read_record(manifest.path.parent)
+    if not record:
+        if manifest.image:
+            return None  # agent.yaml also names a prebuilt image: deploy that
+        fail("this project has not been built yet.", EXIT_USAGE,
+             details="Run `dockyard build` (or pass --image REF).")
+    context = manifest.dockerfile_path.parent
+    args = dict(record.get("build_args") or {})  # type: ignore[call-overload]
+    if builds.context_digest(context, manifest.dockerfile_path, args) != record.get("context_digest"):
+        fail(f"files changed since the last `dockyard build` (which made {record.get('image')}).", EXIT_USAGE,
+             details="Run `dockyard build` again, or pass --image REF to deploy that image anyway.")
+    return str(record["image"])
+
+
+def _check_reachable_from_azure(reference: str) -> None:
+    """A warning, not a refusal: the endpoint may be a dockyard on this machine posing as Foundry."""
+    registry = reference.split("/", 1)[0] if "/" in reference else ""
+    if registry == builds.LOCAL_NAMESPACE or builds.is_local_registry(registry):
+        note(f"warning: {reference} is on this machine; Foundry cannot pull it and the version will fail with "
+             "ImagePullBackOff. Build with a registry Foundry can reach: dockyard build --registry "
+             "<name>.azurecr.io (and give the project's identity AcrPull on it).")
+
+
+REQUEST_MARKER = "--- create_version request ---"
+
+
+def _print_request(request: Any) -> None:
+    """azure-core's raw_request_hook: the request as it leaves the pipeline, body included, headers left out
+    (they carry the bearer token)."""
+    http_request = request.http_request
+    body = http_request.body
+    if isinstance(body, bytes):
+        body = body.decode()
+    typer.echo(f"{REQUEST_MARKER}\n{http_request.method} {http_request.url}\n{body}\n{REQUEST_MARKER}", err=True)
+
+
+def _wait(client, name: str, version: str, timeout: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    with progress(f"Waiting for {name} version {version} to become active…") as status:
+        while True:
+            current = client.agents.get_version(agent_name=name, agent_version=version)
+            if _status(current.status) in ("active", "failed") or time.monotonic() >= deadline:
+                return current
+            status.update(f"Waiting for {name} version {version} to become active… {_status(current.status)}, "
+                          f"{time.monotonic() - started:.0f}s")
+            time.sleep(POLL_SECONDS)
+
+
+def _status(value: Any) -> str:
+    """The wire string of a status: the SDK hands out enum members for known values, strings for others."""
+    return str(getattr(value, "value", value) or "")
+
+
+def _error(details: Any) -> dict[str, str] | None:
+    error = details.get("error") if hasattr(details, "get") else None
+    if not error:
+        return None
+    return {"code": str(error.get("code", "")), "message": str(error.get("message", ""))}
+
+
+def _explain_failure(client, name: str, version: str, error: dict[str, str] | None) -> None:  # type: ignore[no-untyped-def]
+    code = error["code"] if error else "Failed"
+    message = error["message"] if error else "the service gave no reason"
+    typer.echo(f"dockyard: error: {name} version {version} failed: {code}", err=True)
+    typer.echo(message, err=True)
+    if "Last log lines" in message:
+        return  # dockyard put them in the message already
+    lines = _last_lines(client, name, version)
+    if lines:
+        typer.echo("Last log lines:", err=True)
+        for line in lines:
+            typer.echo(f"  {line}", err=True)
+
+
+def _last_lines(client, name: str, version: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The container's last lines from the log stream, when it still has a container to read."""
+    from azure.core.exceptions import AzureError
+
+    try:
+        lines = [line.message for line in read_logs(client, name, version, VERSION_SANDBOX, idle_seconds=1.5)
+                 if line.stream != "status"]
+    except AzureError:
+        return []
+    return lines[-LOG_LINES_ON_FAILURE:]
