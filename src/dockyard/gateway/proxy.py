@@ -25,6 +25,9 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
                "transfer-encoding", "upgrade", "content-length", "host", "server", "date"}
 
 
+_WHOLE_BODY_BYTES = 1 << 20
+
+
 class SandboxUnreachable(Exception):
     """The sandbox refused the connection: the request was not delivered."""
 
@@ -74,6 +77,15 @@ async def relay(
                               f"{upstream.status}). Its logs have the details (request id {request_id}).")
     response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
     response_headers.update(extra_response_headers or {})
+    if upstream.content_length is not None and upstream.content_length <= _WHOLE_BODY_BYTES:
+        # A small answer of known length (not a stream) is passed on in one piece: streaming it would
+        # cost a watcher task and chunked framing for nothing.
+        try:
+            content = await upstream.read()
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("agent answer broke off: %s %s: %r", method, url, exc, extra={"request_id": request_id})
+            return unreachable(request_id)
+        return Response(content, status_code=upstream.status, headers=response_headers)
 
     async def body() -> AsyncIterator[bytes]:
         finished = False
