@@ -32,6 +32,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/activation.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/first-invoke.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

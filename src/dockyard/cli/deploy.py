@@ -22,7 +22,7 @@ from dockyard.cli.projects import load_project, warn_about
 from dockyard.project import build as builds
 from dockyard.project.manifest import Manifest, ManifestError
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2
 LOG_LINES_ON_FAILURE = 20
 
 

@@ -50,6 +50,7 @@ class Walk:
     manifest_digest: str = ""
     session: str = ""
     local_definition: dict | None = None
+    local_images: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.project = self.root / NAME
@@ -80,7 +81,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def walk(tmp_path_factory: pytest.TempPathFactory, server: DockyardProcess, registry: Registry) -> Walk:
+def walk(tmp_path_factory: pytest.TempPathFactory, server: DockyardProcess, registry: Registry) -> Iterator[Walk]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("AZURE_", "IDENTITY_", "DOCKYARD_"))}
     env.update({"DOCKYARD_HOME": str(server.home), "DOCKYARD_BUILD_NETWORK": "host", "NO_COLOR": "1",
@@ -88,7 +89,13 @@ def walk(tmp_path_factory: pytest.TempPathFactory, server: DockyardProcess, regi
     ca = host_ca_bundle()
     if ca:
         env["DOCKYARD_BUILD_CA_BUNDLE"] = ca
-    return Walk(root=tmp_path_factory.mktemp("workflow-projects"), env=env)
+    state = Walk(root=tmp_path_factory.mktemp("workflow-projects"), env=env)
+    yield state
+    # The tags these tests made (their layers are shared with other images and stay); untagging leaves any
+    # container still using them alone.
+    for tag in (state.image, *state.local_images):
+        if tag:
+            subprocess.run(["podman", "untag", tag, tag], capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +234,9 @@ def test_a_failing_version_shows_its_code_and_last_lines(walk: Walk, tmp_path: P
     ok(walk.cli("init", "broken-agent", "--base-image", BASE_IMAGE, "--dir", str(broken), cwd=tmp_path))
     with open(broken / "agent.py", "a") as source:
         source.write('\nraise SystemExit("broken-agent: boom, no model configured")\n')
-    ok(walk.cli("build", cwd=broken))  # no registry: stays in the local engine, which dockyard runs it from
+    image = ok(walk.cli("build", cwd=broken)).stdout.strip()  # no registry: stays in the local engine
+    assert image.startswith("localhost/broken-agent:ctx-")
+    walk.local_images.append(image)
     result = walk.cli("deploy", "--timeout", "180", cwd=broken)
     assert result.returncode == 1, result.stderr
     assert "broken-agent version 1 failed: CrashLoopBackOff" in result.stderr
