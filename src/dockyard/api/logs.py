@@ -1,8 +1,9 @@
 """Container logs as Server-Sent Events, on 2.x's session log-stream route.
 
 Each frame is `event: log` with a JSON line `{timestamp, stream, message}`, the shape Foundry documents
-(and calls non-contractual). Until sessions exist, a version has one sandbox, whose session id is
-`default`. The stream stays open until the client leaves; leaving closes the engine connection too.
+(and calls non-contractual). A session id names that session's sandbox; `default` names the version's
+own (the container that made it active). The stream stays open until the client leaves; leaving closes
+the engine connection too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from dockyard.runtime.base import WorkloadKey
 router = APIRouter(prefix="/api/projects/{project}", dependencies=[Depends(authenticate_operator)])
 
 VERSION_SANDBOX_SESSION = "default"
+# Lines of history sent before following: Microsoft's adapter writes each telemetry record as a
+# multi-line JSON dump (about 500 lines for a start and one request), so a short tail misses the
+# agent's own lines.
+TAIL_LINES = 1000
 
 
 def _frame(stream: str, message: str) -> bytes:
@@ -38,18 +43,23 @@ async def log_stream(
 ) -> StreamingResponse:
     the = services(request)
     uid = await run_in_threadpool(the.control_plane.store.version_uid, project, agent_name, agent_version)
+    key = WorkloadKey(uid)
     if session_id != VERSION_SANDBOX_SESSION:
-        raise NotFound(
-            f"Session {session_id!r} does not exist for {agent_name}:{agent_version}. The version's own sandbox is "
-            f"session {VERSION_SANDBOX_SESSION!r}.",
-            code="SessionNotFound",
-        )
+        session = await run_in_threadpool(the.sessions.find, project, agent_name, session_id)
+        if session is None or session.version_uid != uid:
+            raise NotFound(
+                f"Session {session_id!r} does not exist for {agent_name}:{agent_version}. Name one of its sessions "
+                f"(list_sessions), or {VERSION_SANDBOX_SESSION!r} for the version's own sandbox.",
+                code="SessionNotFound",
+            )
+        key = WorkloadKey(uid, session_id)
     stream = None
     if the.runtime is not None:
-        stream = await run_in_threadpool(the.runtime.follow_logs, WorkloadKey(uid), 200)
+        stream = await run_in_threadpool(the.runtime.follow_logs, key, TAIL_LINES)
     if stream is None:
         raise NotFound(
-            f"{agent_name}:{agent_version} has no running container to stream logs from; its status says why.",
+            f"{agent_name}:{agent_version} session {session_id!r} has no container to stream logs from (a released "
+            "session has none until its next request); the version's status says why if it failed.",
             code="SandboxNotFound",
         )
 

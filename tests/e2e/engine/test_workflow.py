@@ -174,9 +174,6 @@ def test_logs_show_the_version_container(walk: Walk) -> None:
     assert {"timestamp", "stream", "message"} <= set(lines[0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dockyard's …/sessions/{id}:logstream route serves only session 'default' (the version's own container); "
-    "requests run in session sandboxes, so the request's log line is not reachable through the API yet"))
 def test_logs_show_the_request_in_its_session(walk: Walk) -> None:
     result = walk.cli("logs", NAME, "--session", walk.session, "--idle", "3")
     assert result.returncode == 0, result.stderr
