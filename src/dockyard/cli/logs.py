@@ -81,12 +81,22 @@ def latest_version(client, agent_name: str) -> str:  # type: ignore[no-untyped-d
     return str(client.agents.get(agent_name=agent_name).versions["latest"]["version"])
 
 
+def last_used_session(client, agent_name: str, version: str) -> str:  # type: ignore[no-untyped-def]
+    """The version's session that served a request last (where `dockyard invoke` went), else its own sandbox."""
+    sessions = [s for s in client.agents.list_sessions(agent_name=agent_name)
+                if s.version_indicator.agent_version == version]
+    if not sessions:
+        return VERSION_SANDBOX
+    return max(sessions, key=lambda s: s.last_accessed_at).agent_session_id
+
+
 def logs_command(
     name: str = typer.Argument(..., help="The agent's name."),
     version: str = typer.Option(None, "--version", "-V", help="Which version (default: the latest)."),
     session: str = typer.Option(
-        VERSION_SANDBOX, "--session", "-s",
-        help="Which sandbox: a session id (as `dockyard invoke` prints it), or `default`, the version's own.",
+        None, "--session", "-s",
+        help="Which sandbox: a session id (as `dockyard invoke` prints it), or `default`, the version's own "
+             "(default: the session that served the version's last request, else `default`).",
     ),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming new lines until Ctrl-C."),
     idle: float = typer.Option(2.0, "--idle", help="Without --follow, stop after this many quiet seconds."),
@@ -102,6 +112,7 @@ def logs_command(
     client = project_client(target, home)
     with api_errors(f"logs of {name}"):
         version = version or latest_version(client, name)
+        session = session or last_used_session(client, name, version)
         try:
             for line in read_logs(client, name, version, session, follow=follow, idle_seconds=idle):
                 if json_output:
