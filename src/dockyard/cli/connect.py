@@ -49,9 +49,21 @@ _AHEAD_OF_MANAGED_IDENTITY = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_P
                               "AZURE_USERNAME")
 
 
+def sdk_exports(store: Home, url: str) -> dict[str, str]:
+    """The environment that points Azure SDKs (and DefaultAzureCredential) at the dockyard serving `url`."""
+    from dockyard.api.identity import IDENTITY_PATH
+
+    return {
+        "AZURE_AI_PROJECT_ENDPOINT": f"{url}/api/projects/{DEFAULT_PROJECT}",
+        "IDENTITY_ENDPOINT": f"{url}{IDENTITY_PATH}",
+        "IDENTITY_HEADER": store.identity_secret(),
+        "REQUESTS_CA_BUNDLE": str(store.ca_bundle),
+        "SSL_CERT_FILE": str(store.ca_bundle),
+    }
+
+
 def local_exports(home: Path | None) -> dict[str, str]:
     """What `dockyard env` would print for the dockyard running from `home`; exits 3 when none is running."""
-    from dockyard.api.identity import IDENTITY_PATH
     from dockyard.server import base_url
 
     try:
@@ -63,14 +75,7 @@ def local_exports(home: Path | None) -> dict[str, str]:
         fail(f"no dockyard is running from {store.root}.",
              EXIT_UNREACHABLE, details="Start one with `dockyard up` (or pass --home / DOCKYARD_HOME of the one "
              "you started), or deploy to Azure with --target azure.")
-    url = base_url(record.get("host", DEFAULT_HOST), int(record["port"]))
-    return {
-        "AZURE_AI_PROJECT_ENDPOINT": f"{url}/api/projects/{DEFAULT_PROJECT}",
-        "IDENTITY_ENDPOINT": f"{url}{IDENTITY_PATH}",
-        "IDENTITY_HEADER": store.identity_secret(),
-        "REQUESTS_CA_BUNDLE": str(store.ca_bundle),
-        "SSL_CERT_FILE": str(store.ca_bundle),
-    }
+    return sdk_exports(store, base_url(record.get("host", DEFAULT_HOST), int(record["port"])))
 
 
 def endpoint_for(target: Target, home: Path | None, environ: Mapping[str, str] | None = None) -> str:

@@ -70,7 +70,7 @@ def env(
     port: int = typer.Option(None, "--port", help="Port of the dockyard to use [default: the running one, else 8443]."),
 ) -> None:
     """Print the shell exports that point Azure SDKs at this dockyard: eval "$(dockyard env)"."""
-    from dockyard.api.identity import IDENTITY_PATH
+    from dockyard.cli.connect import sdk_exports
     from dockyard.identity.tls import ensure_tls
     from dockyard.server import base_url
 
@@ -80,14 +80,7 @@ def env(
         raise _fail(str(exc)) from None
     ensure_tls(store)
     record = store.read_server_record() or {}
-    url = base_url(record.get("host", DEFAULT_HOST), port or record.get("port") or DEFAULT_PORT)
-    exports = {
-        "AZURE_AI_PROJECT_ENDPOINT": f"{url}/api/projects/{DEFAULT_PROJECT}",
-        "IDENTITY_ENDPOINT": f"{url}{IDENTITY_PATH}",
-        "IDENTITY_HEADER": store.identity_secret(),
-        "REQUESTS_CA_BUNDLE": str(store.ca_bundle),
-        "SSL_CERT_FILE": str(store.ca_bundle),
-    }
+    exports = sdk_exports(store, base_url(record.get("host", DEFAULT_HOST), port or record.get("port") or DEFAULT_PORT))
     for name, value in exports.items():
         sys.stdout.write(f"export {name}={shlex.quote(value)}\n")
 
