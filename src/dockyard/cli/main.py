@@ -24,7 +24,7 @@ app = typer.Typer(
 app.command("validate")(validate_command)
 register_workflow(app)
 
-HomeOption = typer.Option(None, "--home", help="dockyard's home folder [default: $DOCKYARD_HOME or ~/.dockyard]")
+HomeOption = typer.Option(None, "--home", help="dockyard's home folder (default: $DOCKYARD_HOME or ~/.dockyard)")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -43,8 +43,8 @@ def up(
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     engine: str = typer.Option(
-        None, "--engine", help="Container engine URL, e.g. unix:///run/podman/podman.sock [default: DOCKER_HOST, "
-        "the usual docker/podman sockets, or podman's API service started on demand]",
+        None, "--engine", help="Container engine URL, e.g. unix:///run/podman/podman.sock (default: DOCKER_HOST, "
+        "the usual docker/podman sockets, or podman's API service started on demand)",
     ),
     no_engine: bool = typer.Option(
         False, "--no-engine", help="Run without a container engine: the API only; image-based versions fail with "
@@ -67,7 +67,7 @@ def up(
 @app.command()
 def env(
     home: Path = HomeOption,
-    port: int = typer.Option(None, "--port", help="Port of the dockyard to use [default: the running one, else 8443]."),
+    port: int = typer.Option(None, "--port", help="Port of the dockyard to use (default: the running one, else 8443)."),
 ) -> None:
     """Print the shell exports that point Azure SDKs at this dockyard: eval "$(dockyard env)"."""
     from dockyard.cli.connect import sdk_exports
