@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from dockyard.domain.agents import VersionError, VersionStatus
 from dockyard.domain.definitions import HostedDefinition
-from dockyard.domain.errors import BadRequest, Conflict, NotFound
+from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.paging import PageRequest
 from dockyard.store.agents import AgentStore
 from dockyard.store.database import migrate, open_engine, sqlite_url
@@ -141,7 +141,6 @@ def test_unknown_version(store: AgentStore, version: str) -> None:
     for call in (
         lambda: store.get_version(PROJECT, "agent", version),
         lambda: store.delete_version(PROJECT, "agent", version),
-        lambda: store.set_version_status(PROJECT, "agent", version, VersionStatus.ACTIVE),
     ):
         with pytest.raises(NotFound) as info:
             call()
@@ -164,7 +163,6 @@ def test_unknown_agent(store: AgentStore) -> None:
         lambda: store.get_version(PROJECT, "ghost", "1"),
         lambda: store.delete_version(PROJECT, "ghost", "1"),
         lambda: store.list_versions(PROJECT, "ghost", page()),
-        lambda: store.set_version_status(PROJECT, "ghost", "1", VersionStatus.ACTIVE),
     )
     for call in calls:
         with pytest.raises(NotFound) as info:
@@ -177,32 +175,36 @@ def test_unknown_agent(store: AgentStore) -> None:
 # -- status -------------------------------------------------------------------------------------------
 
 
-def test_set_version_status(store: AgentStore, clock: Clock) -> None:
+def observe(store: AgentStore, version: str, status: VersionStatus, error: VersionError | None = None) -> bool:
+    """What the reconciler does: record an observation for a version, by its uid."""
+    return store.set_status(store.version_uid(PROJECT, "agent", version), status, error)
+
+
+def test_set_status(store: AgentStore, clock: Clock) -> None:
     store.create_version(PROJECT, "agent", DEFINITION)
-    active = store.set_version_status(PROJECT, "agent", "1", VersionStatus.ACTIVE)
-    assert active.status is VersionStatus.ACTIVE
+    assert observe(store, "1", VersionStatus.ACTIVE)
     assert store.get_version(PROJECT, "agent", "1").status is VersionStatus.ACTIVE
+
+
+def test_set_status_of_a_version_that_is_gone(store: AgentStore) -> None:
+    assert store.set_status("no-such-uid", VersionStatus.ACTIVE) is False
 
 
 def test_failed_status_records_the_error_and_a_recovery_clears_it(store: AgentStore) -> None:
     store.create_version(PROJECT, "agent", DEFINITION)
     error = VersionError("ImagePullBackOff", "The registry refused the pull.")
-    failed = store.set_version_status(PROJECT, "agent", "1", VersionStatus.FAILED, error)
+    assert observe(store, "1", VersionStatus.FAILED, error)
+    failed = store.get_version(PROJECT, "agent", "1")
     assert (failed.status, failed.error) == (VersionStatus.FAILED, error)
-    assert store.get_version(PROJECT, "agent", "1").error == error
-    store.set_version_status(PROJECT, "agent", "1", VersionStatus.ACTIVE)
+    observe(store, "1", VersionStatus.ACTIVE)
     assert store.get_version(PROJECT, "agent", "1").error is None
 
 
 def test_deleted_version_cannot_become_active(store: AgentStore) -> None:
     store.create_version(PROJECT, "agent", DEFINITION)
-    store.set_version_status(PROJECT, "agent", "1", VersionStatus.DELETING)
-    store.set_version_status(PROJECT, "agent", "1", VersionStatus.DELETED)
-    with pytest.raises(Conflict) as info:
-        store.set_version_status(PROJECT, "agent", "1", VersionStatus.ACTIVE, VersionError("X", "y"))
-    assert info.value.code == "InvalidStatusTransition"
-    assert info.value.status_code == 409
-    assert "deleted" in info.value.message and "active" in info.value.message
+    observe(store, "1", VersionStatus.DELETING)
+    observe(store, "1", VersionStatus.DELETED)
+    assert observe(store, "1", VersionStatus.ACTIVE, VersionError("X", "y")) is False
     unchanged = store.get_version(PROJECT, "agent", "1")
     assert (unchanged.status, unchanged.error) == (VersionStatus.DELETED, None)
 
@@ -210,10 +212,9 @@ def test_deleted_version_cannot_become_active(store: AgentStore) -> None:
 def test_refused_transition_keeps_the_recorded_error(store: AgentStore) -> None:
     store.create_version(PROJECT, "agent", DEFINITION)
     error = VersionError("ImagePullBackOff", "The registry refused the pull.")
-    store.set_version_status(PROJECT, "agent", "1", VersionStatus.FAILED, error)
-    store.set_version_status(PROJECT, "agent", "1", VersionStatus.DELETING, error)
-    with pytest.raises(Conflict):
-        store.set_version_status(PROJECT, "agent", "1", VersionStatus.CREATING)
+    observe(store, "1", VersionStatus.FAILED, error)
+    observe(store, "1", VersionStatus.DELETING, error)
+    assert observe(store, "1", VersionStatus.CREATING) is False
     assert store.get_version(PROJECT, "agent", "1").error == error
 
 
@@ -390,7 +391,7 @@ def test_data_survives_reopening(db_path: Path, engine: Engine, store: AgentStor
     created = store.create_version(PROJECT, "agent", DEFINITION, description="kept", metadata={"k": "v"})
     store.create_version(PROJECT, "agent", DEFINITION)
     store.delete_version(PROJECT, "agent", "2")
-    store.set_version_status(PROJECT, "agent", "1", VersionStatus.FAILED, VersionError("E", "m"))
+    observe(store, "1", VersionStatus.FAILED, VersionError("E", "m"))
     engine.dispose()
 
     reopened = open_engine(sqlite_url(db_path))

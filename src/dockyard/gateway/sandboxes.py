@@ -46,7 +46,6 @@ class Target:
     session: Session
     version: DesiredVersion
     endpoint: str  # e.g. http://127.0.0.1:49153
-    cold_start: bool
 
 
 @dataclass(frozen=True)
@@ -218,8 +217,8 @@ class Sandboxes:
                                        code=failure.code) from None
                 self._wait_until_ready(observed.endpoint)
         assert observed is not None and observed.endpoint is not None
-        target = Target(session=session, version=desired, endpoint=observed.endpoint, cold_start=cold)
-        self._warm[session.id] = (time.monotonic(), Target(session, desired, observed.endpoint, cold_start=False))
+        target = Target(session=session, version=desired, endpoint=observed.endpoint)
+        self._warm[session.id] = (time.monotonic(), target)
         return target
 
     def record_response(self, response_id: str, session_id: str) -> None:

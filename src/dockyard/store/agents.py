@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.domain.agents import Agent, AgentVersion, VersionError, VersionStatus, can_transition, parse_version_number
 from dockyard.domain.definitions import HostedDefinition
-from dockyard.domain.errors import BadRequest, Conflict, NotFound
+from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.paging import Page, PageRequest
 from dockyard.store.database import Repository
 from dockyard.store.tables import AgentRow, AgentVersionRow
@@ -124,29 +124,6 @@ class AgentStore(Repository):
             )
             if not remaining:
                 session.delete(agent)
-
-    def set_version_status(
-        self,
-        project: str,
-        agent_name: str,
-        version: str,
-        status: VersionStatus,
-        error: VersionError | None = None,
-    ) -> AgentVersion:
-        """Record what the runtime observed, refusing moves the lifecycle does not allow."""
-        with self._write() as session:
-            row = self._version_row(session, project, agent_name, version)
-            current = VersionStatus(row.status)
-            if not can_transition(current, status):
-                raise Conflict(
-                    f"Version {agent_name}:{version} cannot move from {current.value} to {status.value}.",
-                    code="InvalidStatusTransition",
-                )
-            row.status = status.value
-            row.error_code = error.code if error else None
-            row.error_message = error.message if error else None
-            row.updated_at = self._clock()
-            return _version(agent_name, row)
 
     # -- agents -------------------------------------------------------------------------------------
 
