@@ -50,9 +50,17 @@ def test_a_pin_wins_and_must_be_active() -> None:
 def test_fixed_ratio_split_follows_the_percentages() -> None:
     versions = [version(1), version(2)]
     rng = random.Random(7)
-    draws = [pick_version(versions, split(("1", 80), ("2", 20)), None, rng).number for _ in range(2000)]
+    draws = [pick_version(versions, split(("1", 80), ("2", 20)), None, rng.random()).number for _ in range(2000)]
     share = draws.count(1) / len(draws)
     assert 0.77 < share < 0.83
+
+
+def test_one_draw_decides_the_split() -> None:
+    # A request may ask twice (cache, then store) and must get the same answer both times.
+    versions = [version(1), version(2)]
+    eighty_twenty = split(("1", 80), ("2", 20))
+    picked = [pick_version(versions, eighty_twenty, None, draw).number for draw in (0.0, 0.79, 0.79, 0.8, 0.99)]
+    assert picked == [1, 1, 1, 2, 2]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 from azure.ai.projects import AIProjectClient
@@ -47,15 +48,17 @@ def project_client(server: DockyardProcess) -> Iterator[AIProjectClient]:
         os.environ.update(saved)
 
 
-def deploy(project: AIProjectClient, image: str, *, protocol: str = "responses",
-           env: dict[str, str] | None = None) -> str:
-    """A new agent with one active version of `image`; its name."""
-    name = f"echo-{uuid.uuid4().hex[:6]}"
+def deploy(project: AIProjectClient, image: str, *, protocol: str = "responses", env: dict[str, str] | None = None,
+           session_configuration: dict[str, Any] | None = None, name: str | None = None) -> str:
+    """A new agent (or a new version of `name`) running `image`, once active; its name."""
+    name = name or f"echo-{uuid.uuid4().hex[:6]}"
     definition = HostedAgentDefinition(
         cpu="0.5", memory="1Gi", container_configuration=ContainerConfiguration(image=image),
         protocol_versions=[ProtocolVersionRecord(protocol=protocol, version="2.0.0")],
         environment_variables=env or {},
     )
+    if session_configuration is not None:
+        definition["session_configuration"] = session_configuration
     version = project.agents.create_version(agent_name=name, definition=definition)
     deadline = time.monotonic() + 120
     while project.agents.get_version(agent_name=name, agent_version=version.version).status != "active":

@@ -3,6 +3,8 @@ a sandbox (DESIGN.md §3), and relaying to a session's sandbox with one cold ret
 
 from __future__ import annotations
 
+import random
+
 from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -42,13 +44,19 @@ def platform_headers(request: Request, session: Session, principal: Principal) -
 
 async def open_session(request: Request, project: str, agent_name: str, session_id: str | None,
                        pinned_version: str | None = None) -> Session:
-    """The request's session; read from the store (off the event loop) only when not known already."""
+    """The request's session; read from the store (off the event loop) only when not known already.
+
+    One draw per request decides a traffic split, whichever of the two paths answers: drawing again
+    on the slow path would favour the versions whose sessions this process happens to know.
+    """
     sandboxes = services(request).sandboxes
-    known = sandboxes.open_cached(project, agent_name, session_id=session_id, pinned_version=pinned_version)
+    draw = random.random()
+    known = sandboxes.open_cached(project, agent_name, session_id=session_id, pinned_version=pinned_version,
+                                  draw=draw)
     if known is not None:
         return known
     return await run_in_threadpool(sandboxes.open, project, agent_name, session_id=session_id,
-                                   pinned_version=pinned_version)
+                                   pinned_version=pinned_version, draw=draw)
 
 
 async def running_target(request: Request, session: Session) -> Target:

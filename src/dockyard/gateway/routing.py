@@ -57,8 +57,10 @@ def validate_endpoint(endpoint: object, versions: Sequence[AgentVersion]) -> dic
 
 def pick_version(
     versions: Sequence[AgentVersion], endpoint: dict[str, Any] | None, pinned: str | None,
-    rng: random.Random | None = None,
+    draw: float | None = None,
 ) -> AgentVersion:
+    """The version a request goes to. `draw` (uniform in [0, 1)) decides a split: a request that asks
+    twice (from a cache, then from the store) passes the same draw, so it is counted once."""
     by_version = {v.version: v for v in versions}
     if pinned is not None:
         chosen = by_version.get(str(pinned))
@@ -67,8 +69,12 @@ def pick_version(
         return _active(chosen)
     rules = [(v, w) for v, w in selection_rules(endpoint) if w > 0 and v in by_version]
     if rules:
-        names, weights = zip(*rules)
-        return _active(by_version[(rng or random).choices(names, weights=weights)[0]])
+        point = (random.random() if draw is None else draw) * sum(weight for _, weight in rules)
+        for name, weight in rules:
+            point -= weight
+            if point < 0:
+                return _active(by_version[name])
+        return _active(by_version[rules[-1][0]])
     active = [v for v in versions if v.status is VersionStatus.ACTIVE]
     if not active:
         latest = max(versions, key=lambda v: v.number)

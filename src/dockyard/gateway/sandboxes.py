@@ -90,19 +90,23 @@ class Sandboxes:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def open(self, project: str, agent_name: str, *, session_id: str | None, pinned_version: str | None) -> Session:
-        """The request's session: the one it names (made if new) or its version's shared one."""
-        session = self._open(project, agent_name, session_id, pinned_version, cached_only=False)
+    def open(self, project: str, agent_name: str, *, session_id: str | None, pinned_version: str | None,
+             draw: float | None = None) -> Session:
+        """The request's session: the one it names (made if new) or its version's shared one.
+
+        `draw` (uniform in [0, 1)) decides a traffic split; pass the one `open_cached` was given.
+        """
+        session = self._open(project, agent_name, session_id, pinned_version, draw, cached_only=False)
         assert session is not None
         return session
 
-    def open_cached(self, project: str, agent_name: str, *, session_id: str | None,
-                    pinned_version: str | None) -> Session | None:
+    def open_cached(self, project: str, agent_name: str, *, session_id: str | None, pinned_version: str | None,
+                    draw: float) -> Session | None:
         """`open` from what this process already knows, without blocking; None when the store is needed."""
-        return self._open(project, agent_name, session_id, pinned_version, cached_only=True)
+        return self._open(project, agent_name, session_id, pinned_version, draw, cached_only=True)
 
-    def _open(self, project: str, agent_name: str, session_id: str | None, pinned_version: str | None, *,
-              cached_only: bool) -> Session | None:
+    def _open(self, project: str, agent_name: str, session_id: str | None, pinned_version: str | None,
+              draw: float | None, *, cached_only: bool) -> Session | None:
         routing = self._routing_of(project, agent_name, cached_only)
         if routing is None:
             return None
@@ -114,7 +118,7 @@ class Sandboxes:
             existing = self._session(project, agent_name, session_id, cached_only)
             if existing is not None or cached_only:
                 return existing
-        chosen = pick_version([v.version for v in routing.versions], routing.endpoint, pinned_version)
+        chosen = pick_version([v.version for v in routing.versions], routing.endpoint, pinned_version, draw)
         desired = next(v for v in routing.versions if v.version.number == chosen.number)
         if session_id is None:
             session_id = shared_session_id(desired.uid)

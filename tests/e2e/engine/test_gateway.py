@@ -11,8 +11,6 @@ import os
 import ssl
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -20,57 +18,11 @@ import httpx
 import pytest
 from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
-from azure.identity import DefaultAzureCredential
-from support.engine import DOCKYARD_LABEL, FIXTURE_IMAGES, engine_dockyard
-from support.images import build_image, ensure_base_image, push_image
+from support.engine import DOCKYARD_LABEL
+from support.hosted import deploy
 from support.process import DockyardProcess
-from support.registry import Registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
-
-
-@pytest.fixture(scope="module")
-def image(engine_url: str) -> Iterator[str]:
-    ensure_base_image()
-    local = build_image("echo-agent", "v1", FIXTURE_IMAGES / "echo-agent")
-    with Registry() as registry:
-        reference = f"{registry.host}/echo-agent:gateway"
-        push_image(local, reference)
-        yield reference
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str, image: str) -> Iterator[DockyardProcess]:
-    with engine_dockyard(tmp_path_factory.mktemp("gateway-home"), engine_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def project(server: DockyardProcess) -> Iterator[AIProjectClient]:
-    saved = dict(os.environ)
-    os.environ.update(server.env())
-    yield AIProjectClient(endpoint=server.endpoint, credential=DefaultAzureCredential())
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-def deploy(project: AIProjectClient, image: str, *, env: dict[str, str] | None = None,
-           session_configuration: dict[str, Any] | None = None, name: str | None = None,
-           protocol: str = "responses") -> str:
-    name = name or f"echo-{uuid.uuid4().hex[:6]}"
-    definition = HostedAgentDefinition(
-        cpu="0.5", memory="1Gi", container_configuration=ContainerConfiguration(image=image),
-        protocol_versions=[ProtocolVersionRecord(protocol=protocol, version="2.0.0")],
-        environment_variables=env or {},
-    )
-    if session_configuration is not None:
-        definition["session_configuration"] = session_configuration
-    version = project.agents.create_version(agent_name=name, definition=definition)
-    deadline = time.monotonic() + 120
-    while project.agents.get_version(agent_name=name, agent_version=version.version).status != "active":
-        assert time.monotonic() < deadline, "version did not become active"
-        time.sleep(0.2)
-    return name
 
 
 @pytest.fixture(scope="module")

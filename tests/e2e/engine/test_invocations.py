@@ -16,31 +16,13 @@ import docker
 import httpx
 import pytest
 from azure.ai.projects import AIProjectClient
-from support.engine import DOCKYARD_LABEL, engine_dockyard
-from support.hosted import bearer_token, deploy, echo_image, project_client, tls_context
+from support.engine import DOCKYARD_LABEL
+from support.hosted import bearer_token, deploy, tls_context
 from support.process import DockyardProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
-
-
-@pytest.fixture(scope="module")
-def image(engine_url: str) -> Iterator[str]:
-    with echo_image("invocations") as reference:
-        yield reference
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str, image: str) -> Iterator[DockyardProcess]:
-    with engine_dockyard(tmp_path_factory.mktemp("invocations-home"), engine_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def project(server: DockyardProcess) -> Iterator[AIProjectClient]:
-    with project_client(server) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

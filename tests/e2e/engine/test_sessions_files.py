@@ -16,31 +16,12 @@ import pytest
 from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import VersionRefIndicator
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from support.engine import engine_dockyard
-from support.hosted import bearer_token, deploy, echo_image, project_client, tls_context
+from support.hosted import bearer_token, deploy, tls_context
 from support.process import DockyardProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
 
 FIFTY_MB = 50 * 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def image(engine_url: str) -> Iterator[str]:
-    with echo_image("files") as reference:
-        yield reference
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str, image: str) -> Iterator[DockyardProcess]:
-    with engine_dockyard(tmp_path_factory.mktemp("files-home"), engine_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def project(server: DockyardProcess) -> Iterator[AIProjectClient]:
-    with project_client(server) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
