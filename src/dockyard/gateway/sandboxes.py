@@ -13,13 +13,15 @@ a warm request does not wait for the database at all.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.domain.errors import NotFound, DockyardError
+from dockyard.domain.errors import DockyardError, NotFound
 from dockyard.domain.sessions import Session, SessionStatus, idle_timeout_from, validate_session_id
 from dockyard.gateway.routing import pick_version
 from dockyard.reconciler import Reconciler
@@ -27,6 +29,8 @@ from dockyard.runtime.base import RuntimeFailure, WorkloadKey
 from dockyard.store.agents import AgentStore, DesiredVersion
 from dockyard.store.sessions import SessionStore
 from dockyard.store.write_behind import WriteBehind
+
+log = logging.getLogger("dockyard.gateway")
 
 
 class GatewayError(DockyardError):
@@ -64,6 +68,11 @@ def shared_session_id(version_uid: str) -> str:
     return hashlib.sha256(f"shared-session:{version_uid}".encode()).hexdigest()[:32]
 
 
+# Past `cache_seconds`, what was read still serves requests for up to this many times as long while a
+# background read refreshes it, so no request waits for the store after the first.
+_STALE_LIMIT = 10
+
+
 class Sandboxes:
     def __init__(self, agents: AgentStore, sessions: SessionStore, reconciler: Reconciler,
                  readiness_timeout_seconds: float = 120.0, warm_seconds: float = 2.0,
@@ -78,6 +87,7 @@ class Sandboxes:
         self.warm_seconds = warm_seconds
         self._checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dockyard-sandbox-check")
         self._checking: set[str] = set()
+        self._refreshing: set[object] = set()
         # How long what was read from the store serves requests: the lag after which a change made by
         # another replica (a disabled agent, a new split) is seen here. This process's own changes
         # are seen at once.
@@ -138,29 +148,64 @@ class Sandboxes:
     def _routing_of(self, project: str, agent_name: str, cached_only: bool) -> _Routing | None:
         key = (project, agent_name)
         cached = self._routing.get(key)
-        if (cached is not None and cached.generation == self.agents.generation
-                and time.monotonic() - cached.read_at < self.cache_seconds):
-            return cached
-        if cached_only:
-            return None
+        if cached is not None and cached.generation == self.agents.generation:
+            age = time.monotonic() - cached.read_at
+            if age < self.cache_seconds:
+                return cached
+            if cached_only and age < _STALE_LIMIT * self.cache_seconds:
+                self._refresh(key, self._read_routing, project, agent_name)
+                return cached
+        return None if cached_only else self._read_routing(project, agent_name)
+
+    def _read_routing(self, project: str, agent_name: str) -> _Routing:
         generation = self.agents.generation
-        enabled, endpoint = self.agents.endpoint_of(project, agent_name)
+        try:
+            enabled, endpoint = self.agents.endpoint_of(project, agent_name)
+            versions = self.agents.desired_versions_of(project, agent_name)
+        except NotFound:
+            self._routing.pop((project, agent_name), None)
+            raise
         routing = _Routing(read_at=time.monotonic(), generation=generation, enabled=enabled, endpoint=endpoint,
-                           versions=self.agents.desired_versions_of(project, agent_name))
-        self._routing[key] = routing
+                           versions=versions)
+        self._routing[(project, agent_name)] = routing
         return routing
 
     def _session(self, project: str, agent_name: str, session_id: str, cached_only: bool) -> Session | None:
         cached = self._sessions.get(session_id)
-        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
-            session = cached[1]
-            return session if (session.project, session.agent_name) == (project, agent_name) else None
-        if cached_only:
-            return None
+        if cached is not None:
+            age = time.monotonic() - cached[0]
+            fresh = age < self.cache_seconds
+            if not fresh and cached_only and age < _STALE_LIMIT * self.cache_seconds:
+                self._refresh(session_id, self._read_session, project, agent_name, session_id)
+                fresh = True
+            if fresh:
+                session = cached[1]
+                return session if (session.project, session.agent_name) == (project, agent_name) else None
+        return None if cached_only else self._read_session(project, agent_name, session_id)
+
+    def _read_session(self, project: str, agent_name: str, session_id: str) -> Session | None:
         session = self.sessions.find(project, agent_name, session_id)
-        if session is not None:
+        if session is None:
+            self._sessions.pop(session_id, None)
+        else:
             self._sessions[session_id] = (time.monotonic(), session)
         return session
+
+    def _refresh(self, key: object, read: Callable[..., object], *args: str) -> None:
+        """Read again in the background, while requests go on with what was read a moment ago."""
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+
+        def run() -> None:
+            try:
+                read(*args)
+            except Exception:  # gone or unreadable: the next request reads it itself
+                log.debug("background refresh of %r failed", key, exc_info=True)
+            finally:
+                self._refreshing.discard(key)
+
+        self._checks.submit(run)
 
     def warm(self, session: Session) -> Target | None:
         """The session's sandbox if it was seen running a moment ago: no engine, no database, no waiting."""

@@ -7,7 +7,7 @@ import time
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from dockyard.domain.errors import NotFound
+from dockyard.domain.errors import Conflict, NotFound
 from dockyard.domain.sessions import Session, SessionStatus
 from dockyard.store.database import Repository
 from dockyard.store.tables import InvocationRouteRow, ResponseRouteRow, SessionRow
@@ -27,7 +27,9 @@ class SessionStore(Repository):
         except IntegrityError:
             pass
         found = self.find(session.project, session.agent_name, session.id)
-        assert found is not None
+        if found is None:
+            raise Conflict(f"Session id {session.id!r} is in use by another agent; choose another id.",
+                           code="SessionIdInUse")
         return found
 
     def find(self, project: str, agent_name: str, session_id: str) -> Session | None:
@@ -84,7 +86,6 @@ class SessionStore(Repository):
         with self._read() as db:
             row = db.get(ResponseRouteRow, response_id)
             return row.session_id if row is not None else None
-
 
     def route_invocation(self, invocation_id: str, session_id: str) -> None:
         with self._write() as db:
