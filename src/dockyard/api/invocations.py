@@ -49,8 +49,7 @@ async def invoke(request: Request, project: str, agent_name: str) -> Response:
     session = await open_session(request, project, agent_name, session_id)
     # Named here, not by the caller: an id chosen by a caller could claim another session's route.
     invocation_id = str(uuid.uuid4())
-    the = services(request)
-    the.sandboxes.writes.submit(the.sessions.route_invocation, invocation_id, session.id)  # behind the answer
+    services(request).sandboxes.record_invocation(invocation_id, session.id)
     headers = platform_headers(request, session, principal) | {"x-agent-invocation-id": invocation_id}
     return await relay_to_session(request, session, "POST", f"/invocations?{_sandbox_query(request, session)}",
                                   headers, content)
@@ -88,19 +87,11 @@ async def cancel_invocation(request: Request, project: str, agent_name: str, inv
 
 
 async def _session_of_invocation(request: Request, project: str, agent_name: str, invocation_id: str) -> Session:
-    the = services(request)
     not_found = NotFound(f"Invocation {invocation_id!r} of agent {agent_name!r} was not found.",
                          code="InvocationNotFound")
     if not _INVOCATION_ID.fullmatch(invocation_id):
         raise not_found
-
-    def lookup() -> Session | None:
-        session_id = the.sessions.session_of_invocation(invocation_id)
-        if session_id is None and the.sandboxes.writes.flush():
-            session_id = the.sessions.session_of_invocation(invocation_id)  # routed a moment ago, here
-        return the.sessions.by_id(session_id) if session_id is not None else None
-
-    session = await run_in_threadpool(lookup)
+    session = await run_in_threadpool(services(request).sandboxes.session_of_invocation, invocation_id)
     if session is None or (session.project, session.agent_name) != (project, agent_name):
         raise not_found
     return session

@@ -17,7 +17,6 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_operator, project, services
-from dockyard.domain.errors import NotFound
 from dockyard.domain.session_files import (
     SessionFileEntry,
     check_upload_size,
@@ -40,12 +39,7 @@ def _session_volume(request: Request, project: str, agent_name: str, session_id:
     if the.runtime is None or the.reconciler is None:
         raise GatewayError("dockyard has no container engine, so session files cannot be reached.",
                            code="ContainerRuntimeUnavailable")
-    desired = next((v for v in the.sandboxes.agents.desired_versions_of(project, agent_name)
-                    if v.uid == session.version_uid), None)
-    if desired is None:
-        raise NotFound(f"Version {session.version} of {agent_name!r}, which session {session_id} belongs to, no longer "
-                       "exists.", code="AgentVersionNotFound")
-    return the.runtime, the.reconciler.workload(desired, session.id)
+    return the.runtime, the.reconciler.workload(the.sandboxes.version_of(session), session.id)
 
 
 def entry_to_wire(entry: SessionFileEntry, directory: str) -> dict[str, Any]:

@@ -55,9 +55,9 @@ async def relay_websocket(websocket: WebSocket, project: str, agent_name: str, p
 
 async def _keep_in_use(websocket: WebSocket, session: Session) -> None:
     """An open WebSocket is use: mark the session used while it lasts, or the idle release would cut it."""
-    the = services(websocket)  # type: ignore[arg-type]
+    sandboxes = services(websocket).sandboxes  # type: ignore[arg-type]
     while True:
-        the.sandboxes.writes.submit(the.sessions.touch, session.id)
+        sandboxes.touch(session.id)
         await asyncio.sleep(_TOUCH_SECONDS)
 
 

@@ -218,7 +218,7 @@ class Sandboxes:
         if age >= self.warm_seconds and session.id not in self._checking:
             self._checking.add(session.id)
             self._checks.submit(self._check, warm[1])
-        self._touch(session.id)
+        self.touch(session.id)
         return warm[1]
 
     def _check(self, target: Target) -> None:
@@ -245,11 +245,7 @@ class Sandboxes:
         if runtime is None:
             raise GatewayError("dockyard has no container engine, so no sandbox can run.",
                                code="ContainerRuntimeUnavailable")
-        desired = next((v for v in self.agents.desired_versions_of(session.project, session.agent_name)
-                        if v.uid == session.version_uid), None)
-        if desired is None:
-            raise NotFound(f"Version {session.version} of {session.agent_name!r}, which session {session.id} runs, "
-                           "no longer exists. Start a new session.", code="AgentVersionNotFound")
+        desired = self.version_of(session)
         key = WorkloadKey(session.version_uid, session.id)
         with self._lock(session.id):
             observed = runtime.observe(key)
@@ -270,14 +266,33 @@ class Sandboxes:
         self._warm[session.id] = (time.monotonic(), target)
         return target
 
+    def version_of(self, session: Session) -> DesiredVersion:
+        """The version the session runs, as the store has it now; 404 once it is deleted."""
+        desired = next((v for v in self.agents.desired_versions_of(session.project, session.agent_name)
+                        if v.uid == session.version_uid), None)
+        if desired is None:
+            raise NotFound(f"Version {session.version} of {session.agent_name!r}, which session {session.id} runs, "
+                           "no longer exists. Start a new session.", code="AgentVersionNotFound")
+        return desired
+
     def record_response(self, response_id: str, session_id: str) -> None:
         """Remember which session made a response, for its GET/cancel/delete; written after answering."""
         self.writes.submit(self.sessions.route_response, response_id, session_id)
 
+    def record_invocation(self, invocation_id: str, session_id: str) -> None:
+        """Remember which session ran an invocation, for its GET/cancel; written after answering."""
+        self.writes.submit(self.sessions.route_invocation, invocation_id, session_id)
+
     def session_of_response(self, response_id: str) -> Session | None:
-        session_id = self.sessions.session_of_response(response_id)
+        return self._routed(self.sessions.session_of_response, response_id)
+
+    def session_of_invocation(self, invocation_id: str) -> Session | None:
+        return self._routed(self.sessions.session_of_invocation, invocation_id)
+
+    def _routed(self, route: Callable[[str], str | None], routed_id: str) -> Session | None:
+        session_id = route(routed_id)
         if session_id is None and self.writes.flush():
-            session_id = self.sessions.session_of_response(response_id)  # made a moment ago, here
+            session_id = route(routed_id)  # recorded a moment ago, here, and not yet written
         return self.sessions.by_id(session_id) if session_id is not None else None
 
     def forget(self, session_id: str) -> None:
@@ -285,8 +300,9 @@ class Sandboxes:
         self._warm.pop(session_id, None)
         self._sessions.pop(session_id, None)
 
-    def _touch(self, session_id: str) -> None:
-        # The idle clock needs seconds, not every request: write at most once a second per session.
+    def touch(self, session_id: str) -> None:
+        """The session is in use. The idle clock needs seconds, not every request: written (behind the
+        answer) at most once a second per session."""
         last = self._touched.get(session_id, 0.0)
         if time.monotonic() - last >= 1.0:
             self._touched[session_id] = time.monotonic()
