@@ -85,8 +85,7 @@ class Sandboxes:
         # costs tens of milliseconds, and a request that finds it gone after all is retried cold.
         # Past that, requests still go to it while a background check asks the engine.
         self.warm_seconds = warm_seconds
-        self._checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dockyard-sandbox-check")
-        self._checking: set[str] = set()
+        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dockyard-gateway-refresh")
         self._refreshing: set[object] = set()
         # How long what was read from the store serves requests: the lag after which a change made by
         # another replica (a disabled agent, a new split) is seen here. This process's own changes
@@ -153,7 +152,7 @@ class Sandboxes:
             if age < self.cache_seconds:
                 return cached
             if cached_only and age < _STALE_LIMIT * self.cache_seconds:
-                self._refresh(key, self._read_routing, project, agent_name)
+                self._refresh(("routing", *key), self._read_routing, project, agent_name)
                 return cached
         return None if cached_only else self._read_routing(project, agent_name)
 
@@ -176,7 +175,7 @@ class Sandboxes:
             age = time.monotonic() - cached[0]
             fresh = age < self.cache_seconds
             if not fresh and cached_only and age < _STALE_LIMIT * self.cache_seconds:
-                self._refresh(session_id, self._read_session, project, agent_name, session_id)
+                self._refresh(("session", session_id), self._read_session, project, agent_name, session_id)
                 fresh = True
             if fresh:
                 session = cached[1]
@@ -191,8 +190,9 @@ class Sandboxes:
             self._sessions[session_id] = (time.monotonic(), session)
         return session
 
-    def _refresh(self, key: object, read: Callable[..., object], *args: str) -> None:
-        """Read again in the background, while requests go on with what was read a moment ago."""
+    def _refresh(self, key: object, read: Callable[..., object], *args: object) -> None:
+        """Read (or ask the engine) again in the background, while requests go on with what was known a
+        moment ago; one refresh of each thing at a time."""
         if key in self._refreshing:
             return
         self._refreshing.add(key)
@@ -205,7 +205,7 @@ class Sandboxes:
             finally:
                 self._refreshing.discard(key)
 
-        self._checks.submit(run)
+        self._background.submit(run)
 
     def warm(self, session: Session) -> Target | None:
         """The session's sandbox if it was seen running a moment ago: no engine, no database, no waiting."""
@@ -215,9 +215,8 @@ class Sandboxes:
         age = time.monotonic() - warm[0]
         if age >= 4 * self.warm_seconds:
             return None
-        if age >= self.warm_seconds and session.id not in self._checking:
-            self._checking.add(session.id)
-            self._checks.submit(self._check, warm[1])
+        if age >= self.warm_seconds:
+            self._refresh(("sandbox", session.id), self._check, warm[1])
         self.touch(session.id)
         return warm[1]
 
@@ -227,14 +226,13 @@ class Sandboxes:
         runtime = self.reconciler.runtime
         try:
             observed = runtime.observe(WorkloadKey(target.session.version_uid, session_id)) if runtime else None
-            if observed is not None and observed.running and observed.endpoint == target.endpoint:
-                self._warm[session_id] = (time.monotonic(), target)
-            else:
-                self._warm.pop(session_id, None)
         except Exception:  # the engine did not answer: the next request asks it itself
             self._warm.pop(session_id, None)
-        finally:
-            self._checking.discard(session_id)
+            raise
+        if observed is not None and observed.running and observed.endpoint == target.endpoint:
+            self._warm[session_id] = (time.monotonic(), target)
+        else:
+            self._warm.pop(session_id, None)
 
     def ensure_running(self, session: Session) -> Target:
         """Start the session's sandbox if it is not running, wait until it is ready, and mark the session used."""
