@@ -21,7 +21,8 @@ def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
     migrate(engine)
     assert schema_diff(engine) == []
     assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "registry_connections", "sessions", "response_routes",
-                                                        "invocation_routes", "alembic_version"}
+                                                        "invocation_routes", "model_connections", "model_deployments",
+                                                        "alembic_version"}
 
 
 def test_an_empty_database_differs(tmp_path: Path) -> None:
@@ -45,7 +46,7 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
     migrate(reopened)
     assert schema_diff(reopened) == []
     with reopened.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0005"]
         assert connection.execute(text("SELECT name FROM agents")).scalars().all() == ["kept"]
 
 

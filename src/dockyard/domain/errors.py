@@ -50,6 +50,13 @@ class PayloadTooLarge(DockyardError):
     code = "PayloadTooLarge"
 
 
+class ServiceUnavailable(DockyardError):
+    """Something dockyard depends on cannot serve now (the local model not installed or not running)."""
+
+    status_code = 503
+    code = "ServiceUnavailable"
+
+
 # Codes users meet in Foundry, named as Foundry names them (DESIGN.md §3).
 PROTOCOL_VERSION_NOT_SUPPORTED = "ProtocolVersionNotSupported"
 INVALID_CONTAINER_IMAGE = "InvalidContainerImage"

@@ -4,6 +4,16 @@ The definition's `environment_variables` come first; the platform's names (`PORT
 identity pair) are the platform's and win, as in Foundry, where they are reserved. The container
 reaches dockyard at the engine's host address, with its own managed identity scoped to its version.
 
+`${{connections.NAME.credentials.FIELD}}`, `${{connections.NAME.target}}` and
+`${{connections.NAME.metadata.KEY}}` in the definition's values are resolved here, each time a sandbox
+starts, from the project's connections: the version keeps the reference, never the secret, and a key
+changed with `dockyard connection` reaches the next sandbox. A reference to a connection that does not
+exist fails the start (the version fails with ConnectionNotFound and says how to add it).
+
+No traffic leaves the machine unless the agent is configured to send it: the Azure Monitor exporter
+in Microsoft's adapters phones home ("statsbeat") unless APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL is
+set, so dockyard sets it (a definition may still set it otherwise).
+
 `FOUNDRY_HOSTING_ENVIRONMENT` is deliberately not set yet: with it, Microsoft's responses adapter
 stores responses through the project's storage API, which dockyard does not serve so far. Without it,
 the adapter keeps them under `AGENTSERVER_STATE_ROOT`, which points into the writable /tmp.
@@ -11,11 +21,17 @@ the adapter keeps them under `AGENTSERVER_STATE_ROOT`, which points into the wri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dockyard.api.identity import IDENTITY_PATH
+from dockyard.domain.errors import NotFound
 from dockyard.identity.agents import agent_identity_header
+from dockyard.models.deployments import CONNECTION_NOT_FOUND, ProjectConnection, resolve_references
 from dockyard.store.agents import DesiredVersion
+
+# (project, connection name) -> the connection, or NotFound (code ConnectionNotFound).
+ConnectionLookup = Callable[[str, str], ProjectConnection]
 
 AGENT_PORT = 8088
 SESSION_STATE_PATH = "/session"
@@ -26,10 +42,14 @@ class PlatformEnvironment:
     # How containers reach dockyard, e.g. "https://10.88.0.1:8443"; None when they cannot.
     base_url: str | None
     identity_secret: str
+    # The project's connections, for `${{connections.…}}` references; None resolves none (each one fails).
+    connections: ConnectionLookup | None = None
 
     def for_version(self, desired: DesiredVersion, session_id: str = "") -> dict[str, str]:
         version = desired.version
-        environment = dict(version.definition.environment_variables)
+        environment = {"APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true"}
+        environment.update(resolve_references(version.definition.environment_variables,
+                                              lambda name: self._connection(desired.project, name)))
         environment.update({
             "PORT": str(AGENT_PORT),
             "FOUNDRY_AGENT_NAME": version.agent_name,
@@ -48,3 +68,9 @@ class PlatformEnvironment:
                 "IDENTITY_HEADER": agent_identity_header(self.identity_secret, desired.uid),
             })
         return environment
+
+    def _connection(self, project: str, name: str) -> ProjectConnection:
+        if self.connections is None:
+            raise NotFound(f"Connection {name!r} cannot be read: this dockyard has no connections store.",
+                           code=CONNECTION_NOT_FOUND)
+        return self.connections(project, name)

@@ -100,3 +100,42 @@ class InvocationRouteRow(Base):
     invocation_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True)
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ModelConnectionRow(Base):
+    """A connection to a model provider: where a deployment's requests go, and with which credentials."""
+
+    __tablename__ = "model_connections"
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_model_connections_project_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    target: Mapped[str] = mapped_column(Text, nullable=False)
+    auth: Mapped[str] = mapped_column(String(16), nullable=False)
+    # Kept in plain text like registry passwords: encryption at rest is a separate piece of work.
+    api_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, nullable=False, default=dict)
+    speaks_responses: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=sa_true())
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class DeploymentRow(Base):
+    """A named model deployment: the name callers use, the connection it goes through, what it reports."""
+
+    __tablename__ = "model_deployments"
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_model_deployments_project_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    connection: Mapped[str] = mapped_column(String(128), nullable=False)
+    # The model name the upstream expects in request bodies ("" for the local model: whatever it serves).
+    upstream_model: Mapped[str] = mapped_column(String(255), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    model_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    model_publisher: Mapped[str] = mapped_column(String(128), nullable=False)
+    capabilities: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    sku: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -1,0 +1,293 @@
+"""The catalog: a project's deployments and connections, as the inference routes and the API read them.
+
+`resolve(project, name)` is on every inference request's warm path, so it reads no database: it serves
+from what it read of the project at most `cache_seconds` ago (this process's own writes show at once,
+through the store's `generation`). The CLI writes the same SQLite file from another process, and a
+second replica writes the same database; their changes show within that second. Past it, what was
+read keeps serving for up to `_STALE_LIMIT` times as long while one background read refreshes it, as
+the agent gateway's routing state does (`gateway/sandboxes.py`). A name it does not know is read again
+at once before it answers 404: a deployment added a moment ago by `dockyard model add` is found.
+
+The local model's address is known only while it runs, so a deployment on the built-in `local`
+connection takes `base_url` and `model` from the running `LocalModel` at each call.
+
+Listing (deployments and connections API) reads the store each time: it is not on a hot path, and
+it must show registry connections too, which live in their own store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from dockyard.domain.errors import NotFound, ServiceUnavailable
+from dockyard.models.deployments import (
+    CONNECTION_NOT_FOUND,
+    DEPLOYMENT_NOT_FOUND,
+    MODEL_DEPLOYMENT,
+    Connection,
+    Deployment,
+    ProjectConnection,
+    default_capabilities,
+    model_connection_view,
+    registry_connection_view,
+)
+from dockyard.models.upstreams import AuthKind, ProviderKind, Upstream
+from dockyard.store.models import ModelStore, connection_not_found
+from dockyard.store.registries import RegistryStore
+
+# The built-in connection and deployment that reach the local model.
+LOCAL = "local"
+LOCAL_MODEL_UNAVAILABLE = "LocalModelUnavailable"
+
+_STALE_LIMIT = 10
+
+
+class LocalModelLike(Protocol):
+    """What the catalog reads of `dockyard.models.local.LocalModel`."""
+
+    @property
+    def base_url(self) -> str | None: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def available(self) -> bool: ...
+
+
+def local_connection() -> Connection:
+    return Connection(name=LOCAL, kind=ProviderKind.LOCAL, target="", auth=AuthKind.NONE, speaks_responses=False,
+                      metadata={"description": "The local model dockyard runs (llama.cpp's server)."})
+
+
+def local_deployment(name: str = LOCAL, model_name: str = "") -> Deployment:
+    return Deployment(name=name, connection=LOCAL, model="", model_name=model_name, model_publisher="dockyard",
+                      capabilities=default_capabilities(speaks_responses=False))
+
+
+@dataclass
+class _Snapshot:
+    read_at: float
+    generation: int
+    deployments: dict[str, Deployment]
+    connections: dict[str, Connection]
+    # Resolved upstreams of remote connections (local ones depend on the running model: never cached).
+    upstreams: dict[str, Upstream] = field(default_factory=dict)
+
+
+class Catalog:
+    def __init__(self, models: ModelStore, registries: RegistryStore | None = None, *,
+                 local_model: LocalModelLike | None = None, cache_seconds: float = 1.0) -> None:
+        self.models = models
+        self.registries = registries
+        # Set once the local model exists (see `attach_local_model`); None means dockyard runs none.
+        self.local_model = local_model
+        self.cache_seconds = cache_seconds
+        self._snapshots: dict[str, _Snapshot] = {}
+        self._refreshing: set[str] = set()
+        self._guard = threading.Lock()
+        self._background: ThreadPoolExecutor | None = None
+
+    # -- the warm path ------------------------------------------------------------------------------
+
+    def resolve(self, project: str, deployment: str) -> Upstream:
+        """Where a request for `deployment` goes.
+
+        Raises NotFound (code DeploymentNotFound, the message lists the deployments there are and how
+        to add one) and, for the local model when it is not installed or not running,
+        ServiceUnavailable (503, code LocalModelUnavailable).
+        """
+        snapshot = self._snapshot(project)
+        upstream = snapshot.upstreams.get(deployment)
+        if upstream is not None:
+            return upstream
+        found = snapshot.deployments.get(deployment)
+        if found is None:
+            snapshot = self._read(project)  # maybe added a moment ago, by the CLI or another replica
+            found = snapshot.deployments.get(deployment)
+            if found is None:
+                raise self._deployment_not_found(deployment, snapshot.deployments)
+        connection = snapshot.connections.get(found.connection)
+        if connection is None:
+            raise NotFound(f"Deployment {deployment!r} goes through connection {found.connection!r}, which no longer "
+                           f"exists. Add it again with `dockyard connection add {found.connection} ...`, or remove the "
+                           f"deployment with `dockyard model remove {deployment}`.", code=CONNECTION_NOT_FOUND)
+        if connection.kind is ProviderKind.LOCAL:
+            return self._local_upstream(found, connection)
+        upstream = Upstream(deployment=found.name, connection=connection.name, kind=connection.kind,
+                            base_url=connection.target, model=found.model or found.name, auth=connection.auth,
+                            api_key=connection.api_key, speaks_responses=connection.speaks_responses)
+        snapshot.upstreams[deployment] = upstream
+        return upstream
+
+    async def resolve_ready(self, project: str, deployment: str, timeout: float = 60.0) -> Upstream:
+        """`resolve`, but a deployment on the local model waits (without blocking the loop) while it loads."""
+        try:
+            return self.resolve(project, deployment)
+        except ServiceUnavailable as error:
+            wait_ready = getattr(self.local_model, "wait_ready", None)
+            if error.code != LOCAL_MODEL_UNAVAILABLE or wait_ready is None or not self.local_model.available:  # type: ignore[union-attr]
+                raise
+            await wait_ready(timeout)  # raises its own 503 with the reason when it gives up
+            return self.resolve(project, deployment)
+
+    def names(self, project: str) -> list[str]:
+        """The deployment names of `project`, sorted (from the same cache as `resolve`)."""
+        return sorted(self._snapshot(project).deployments)
+
+    def _local_upstream(self, deployment: Deployment, connection: Connection) -> Upstream:
+        local = self.local_model
+        if local is None:
+            raise ServiceUnavailable(
+                f"Deployment {deployment.name!r} goes to the local model, which this dockyard does not run (it was "
+                "started with --no-local-model). Restart it without that flag, or point the name elsewhere: "
+                f"`dockyard model remove {deployment.name}` then `dockyard model add {deployment.name} --base-url URL`.",
+                code=LOCAL_MODEL_UNAVAILABLE)
+        if not local.available:
+            hint = getattr(local, "install_hint", "The local model is not installed; `make run` installs it.")
+            raise ServiceUnavailable(f"Deployment {deployment.name!r} goes to the local model. {hint}",
+                                     code=LOCAL_MODEL_UNAVAILABLE)
+        base_url = local.base_url
+        if base_url is None:
+            raise ServiceUnavailable(
+                f"Deployment {deployment.name!r} goes to the local model, which is not running yet (it is starting, "
+                "or restarting after a crash). Retry in a few seconds; its log is logs/local-model.log in dockyard's "
+                "home.", code=LOCAL_MODEL_UNAVAILABLE)
+        return Upstream(deployment=deployment.name, connection=connection.name, kind=ProviderKind.LOCAL,
+                        base_url=base_url, model=local.model_name, auth=AuthKind.NONE,
+                        speaks_responses=bool(getattr(local, "speaks_responses", connection.speaks_responses)))
+
+    def _deployment_not_found(self, name: str, deployments: Iterable[str]) -> NotFound:
+        known = ", ".join(sorted(deployments)) or "none"
+        return NotFound(
+            f"The deployment {name!r} does not exist. Deployments in this project: {known}. Add it with "
+            f"`dockyard model add {name} --base-url URL` (any OpenAI-compatible server), "
+            f"`--azure-endpoint URL` (Azure OpenAI), or `--local` (the local model).",
+            code=DEPLOYMENT_NOT_FOUND)
+
+    # -- the cache ----------------------------------------------------------------------------------
+
+    def _snapshot(self, project: str) -> _Snapshot:
+        snapshot = self._snapshots.get(project)
+        if snapshot is None or snapshot.generation != self.models.generation:
+            return self._read(project)
+        age = time.monotonic() - snapshot.read_at
+        if age > self.cache_seconds:
+            if age > self.cache_seconds * _STALE_LIMIT:
+                return self._read(project)
+            self._refresh_in_background(project)
+        return snapshot
+
+    def _read(self, project: str) -> _Snapshot:
+        generation = self.models.generation
+        deployments, connections = self.models.snapshot(project)
+        snapshot = _Snapshot(read_at=time.monotonic(), generation=generation,
+                             deployments={d.name: d for d in deployments},
+                             connections={c.name: c for c in connections})
+        self._snapshots[project] = snapshot
+        return snapshot
+
+    def _refresh_in_background(self, project: str) -> None:
+        with self._guard:
+            if project in self._refreshing:
+                return
+            self._refreshing.add(project)
+            if self._background is None:
+                self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dockyard-catalog-refresh")
+
+        def refresh() -> None:
+            try:
+                self._read(project)
+            except Exception:  # noqa: BLE001 - the store did not answer: the next request reads it itself
+                self._snapshots.pop(project, None)
+            finally:
+                with self._guard:
+                    self._refreshing.discard(project)
+
+        self._background.submit(refresh)
+
+    def close(self) -> None:
+        if self._background is not None:
+            self._background.shutdown(wait=False)
+
+    # -- the local model ----------------------------------------------------------------------------
+
+    def attach_local_model(self, local_model: LocalModelLike, projects: Iterable[str]) -> None:
+        """Use `local_model` for the `local` connection, and make sure `local` exists in each project.
+
+        Idempotent: a `local` connection or deployment already there (even one the user changed) is kept.
+        """
+        self.local_model = local_model
+        for project in projects:
+            self.models.ensure_connection(project, local_connection())
+            self.models.ensure_deployment(project, local_deployment(model_name=local_model.model_name))
+
+    # -- what the deployments and connections API show ----------------------------------------------
+
+    def deployments(self, project: str, *, model_publisher: str | None = None, model_name: str | None = None,
+                    deployment_type: str | None = None) -> list[Deployment]:
+        """The deployments as the API lists them, filtered as `GET /deployments` filters (case-insensitively)."""
+        if deployment_type is not None and deployment_type.lower() != MODEL_DEPLOYMENT.lower():
+            return []
+        found = [self._reported(d) for d in self.models.list_deployments(project)]
+        if model_publisher is not None:
+            found = [d for d in found if d.model_publisher.lower() == model_publisher.lower()]
+        if model_name is not None:
+            found = [d for d in found if d.model_name.lower() == model_name.lower()]
+        return found
+
+    def deployment(self, project: str, name: str) -> Deployment:
+        deployments, _ = self.models.snapshot(project)
+        for deployment in deployments:
+            if deployment.name == name:
+                return self._reported(deployment)
+        raise self._deployment_not_found(name, (d.name for d in deployments))
+
+    def _reported(self, deployment: Deployment) -> Deployment:
+        """A local-model deployment reports the model the local server serves."""
+        if deployment.connection != LOCAL or deployment.model_name:
+            return deployment
+        name = self.local_model.model_name if self.local_model is not None else LOCAL
+        return replace(deployment, model_name=name)
+
+    def connections(self, project: str, *, connection_type: str | None = None,
+                    default_connection: bool | None = None) -> list[ProjectConnection]:
+        """Every connection of the project, model and registry ones, without filtering out secrets.
+
+        Callers decide what to show: the API shapes them with credentials only on the credentials route.
+        The first connection of each type is its default, as the first one made in a Foundry project is.
+        A registry connection whose name a model connection also has is left out (pulls still use it).
+        """
+        views = [self._view(c) for c in self.models.list_connections(project)]
+        names = {v.name for v in views}
+        if self.registries is not None:
+            views += [registry_connection_view(r.name, r.server, r.username, r.password)
+                      for r in self.registries.list(project) if r.name not in names]
+        seen_types: set[str] = set()
+        marked = []
+        for view in views:
+            marked.append(replace(view, is_default=view.type not in seen_types))
+            seen_types.add(view.type)
+        if connection_type is not None:
+            marked = [v for v in marked if v.type.lower() == connection_type.lower()]
+        if default_connection is not None:
+            marked = [v for v in marked if v.is_default == default_connection]
+        return marked
+
+    def connection(self, project: str, name: str) -> ProjectConnection:
+        """One connection by name (model or registry); NotFound with code ConnectionNotFound."""
+        for view in self.connections(project):
+            if view.name == name:
+                return view
+        raise connection_not_found(name)
+
+    def _view(self, connection: Connection) -> ProjectConnection:
+        if connection.kind is ProviderKind.LOCAL:
+            return model_connection_view(connection, target=(self.local_model.base_url or "")
+                                         if self.local_model is not None else "")
+        return model_connection_view(connection)
