@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 REQUIRE_ENGINE ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev
 	DOCKYARD_REQUIRE_ENGINE=$(REQUIRE_ENGINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff over code, tests and benchmarks; mypy over src/ (both configured in pyproject.toml). CI runs it.
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
 
 # Benchmarks need a container engine (podman) and print ratios against a direct baseline.
 bench: $(VENV)/.installed-dev
