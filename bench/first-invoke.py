@@ -27,12 +27,11 @@ from pathlib import Path
 
 import httpx
 from _setup import ROOT, engine_dockyard, ensure_base_image, require_engine, write_result
+from support.images import BASE_IMAGE, host_ca_bundle  # tests/ is on sys.path via _setup
+from support.process import free_port
+from support.registry import Registry
 
-from support.images import BASE_IMAGE, host_ca_bundle  # noqa: E402  (tests/ is on sys.path via _setup)
-from support.process import free_port  # noqa: E402
-from support.registry import Registry  # noqa: E402
-
-from dockyard.cli.scaffold import scaffold  # noqa: E402
+from dockyard.cli.scaffold import scaffold
 
 
 def dockyard(*args: str, cwd: Path, env: dict[str, str]) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.process import DockyardProcess  # noqa: E402
+from support.process import DockyardProcess
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ class Reconciler:
         while not self._stopping.is_set():
             try:
                 self.reconcile_once()
-            except Exception:  # noqa: BLE001 - one bad pass must not stop the loop
+            except Exception:  # one bad pass must not stop the loop
                 log.exception("reconcile pass failed")
             self._wake.wait(self.settings.interval_seconds)
             self._wake.clear()
@@ -160,7 +160,7 @@ class Reconciler:
         def run() -> None:
             try:
                 step(*args)
-            except Exception:  # noqa: BLE001 - logged; the next pass tries again
+            except Exception:  # logged; the next pass tries again
                 log.exception("reconciling %s failed", uid)
             finally:
                 with self._lock:

@@ -24,6 +24,7 @@ from dockyard.api.dependencies import Services
 from dockyard.api.identity import IDENTITY_PATH
 from dockyard.control_plane import ControlPlane
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE
+from dockyard.gateway.sandboxes import Sandboxes
 from dockyard.home import Home
 from dockyard.identity.tls import ensure_tls
 from dockyard.identity.tokens import TokenAuthority
@@ -37,7 +38,6 @@ from dockyard.store.agents import AgentStore
 from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
-from dockyard.gateway.sandboxes import Sandboxes
 
 log = logging.getLogger("dockyard.server")
 

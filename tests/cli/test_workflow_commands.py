@@ -129,5 +129,5 @@ def test_log_frames_split_anywhere_still_parse() -> None:
               b"event: log\ndata: plain text\n\n")
     chunks = [stream[i:i + 7] for i in range(0, len(stream), 7)]
     lines = list(parse_events(chunks))
-    assert [(l.timestamp, l.stream, l.message) for l in lines] == [
+    assert [(line.timestamp, line.stream, line.message) for line in lines] == [
         ("t1", "status", "connected"), ("t2", "stdout", "hello"), (None, "stdout", "plain text")]

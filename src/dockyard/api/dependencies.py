@@ -13,15 +13,15 @@ from typing import Any
 import aiohttp
 from fastapi import Request
 
+from dockyard.control_plane import ControlPlane
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from dockyard.gateway.sandboxes import Sandboxes
 from dockyard.identity.agents import AGENT_ROLE
 from dockyard.identity.tokens import InvalidToken, Principal, TokenAuthority
-from dockyard.settings import Settings
-from dockyard.control_plane import ControlPlane
-from dockyard.gateway.sandboxes import Sandboxes
 from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import Runtime
+from dockyard.settings import Settings
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
 

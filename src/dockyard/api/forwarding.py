@@ -13,8 +13,8 @@ from dockyard.api.request_ids import new_call_id
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest
 from dockyard.domain.sessions import Session
-from dockyard.gateway.sandboxes import Target
 from dockyard.gateway.proxy import SandboxUnreachable, relay, unreachable
+from dockyard.gateway.sandboxes import Target
 from dockyard.identity.tokens import Principal
 
 

@@ -79,7 +79,7 @@ async def _connect(websocket: WebSocket, session: Session, path: str, headers: d
                                     "register one with @app.ws_handler).", code="WebSocketNotServed") from None
             raise DockyardError(f"The agent refused the WebSocket (it answered {status}).",
                                 code="AgentError") from None
-        except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+        except (TimeoutError, OSError, InvalidHandshake) as exc:
             the.sandboxes.forget(session.id)
             if attempt == 2:
                 log.warning("agent WebSocket unreachable: %s: %r", url, exc, extra={"request_id": headers["x-request-id"]})

@@ -88,4 +88,4 @@ def _number(version: str) -> tuple[int, str]:
 def _when(stamp: Any) -> str:
     if not isinstance(stamp, (int, float)):
         return "-"
-    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -9,7 +9,6 @@ traces, addresses) stay in dockyard's log.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 
@@ -58,7 +57,7 @@ async def relay(
 ) -> Response:
     try:
         upstream = await client.request(method, url, headers=dict(headers), data=content, allow_redirects=False)
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         log.warning("agent timed out: %s %s", method, url, extra={"request_id": request_id})
         return error_response(504, "AgentTimeout", "The agent did not answer in time. Try again; if it persists, "
                               f"check the agent's logs (request id {request_id}).")
@@ -82,7 +81,7 @@ async def relay(
         # cost a watcher task and chunked framing for nothing.
         try:
             content = await upstream.read()
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("agent answer broke off: %s %s: %r", method, url, exc, extra={"request_id": request_id})
             return unreachable(request_id)
         return Response(content, status_code=upstream.status, headers=response_headers)
@@ -93,7 +92,7 @@ async def relay(
             async for chunk in upstream.content.iter_any():
                 yield chunk
             finished = True
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("agent stream broke off: %s %s: %r", method, url, exc, extra={"request_id": request_id})
         finally:
             # A caller who left mid-stream closes the agent's connection too, so the agent sees it.

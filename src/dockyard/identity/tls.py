@@ -39,7 +39,7 @@ def ensure_tls(home: Home, extra_names: Iterable[str] = ()) -> None:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _ensure_ca(home: Home) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy import Engine, Select, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from dockyard.domain.agents import Agent, AgentVersion, VersionError, VersionStatus, can_transition, parse_version_number
+from dockyard.domain.agents import (
+    Agent,
+    AgentVersion,
+    VersionError,
+    VersionStatus,
+    can_transition,
+    parse_version_number,
+)
 from dockyard.domain.definitions import HostedDefinition
 from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.paging import Page, PageRequest
