@@ -47,7 +47,8 @@ async def first_event(client: httpx.AsyncClient, url: str, headers: dict[str, st
     return elapsed
 
 
-async def throughput(client: httpx.AsyncClient, url: str, headers: dict[str, str], total: int, concurrency: int) -> float:
+async def throughput(client: httpx.AsyncClient, url: str, headers: dict[str, str], total: int,
+                     concurrency: int) -> float:
     remaining = total
     started = time.perf_counter()
 

@@ -49,7 +49,8 @@ def issue_token(request: Request) -> JSONResponse | dict[str, Any]:
         token = services(request).authority.issue(LOCAL_SUBJECT, resource)
     else:
         token = services(request).authority.issue(
-            f"agent:{agent_uid}", resource, extra_claims={"dockyard_role": AGENT_ROLE, "dockyard_version_uid": agent_uid}
+            f"agent:{agent_uid}", resource,
+            extra_claims={"dockyard_role": AGENT_ROLE, "dockyard_version_uid": agent_uid},
         )
     return {
         "access_token": token.access_token,

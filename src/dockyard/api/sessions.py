@@ -36,7 +36,8 @@ async def create_session(request: Request, agent_name: str, project: str = Depen
     indicator = body.get("version_indicator") or {}
     pinned = indicator.get("agent_version") if isinstance(indicator, dict) else None
     sandboxes = services(request).sandboxes
-    session = await run_in_threadpool(sandboxes.open, project, agent_name, session_id=body.get("agent_session_id") or new_session_id(),
+    session = await run_in_threadpool(sandboxes.open, project, agent_name,
+                                      session_id=body.get("agent_session_id") or new_session_id(),
                                       pinned_version=pinned)
     target = await running_target(request, session)
     return session_to_wire(await run_in_threadpool(services(request).sessions.get, project, agent_name,

@@ -82,7 +82,8 @@ async def _connect(websocket: WebSocket, session: Session, path: str, headers: d
         except (TimeoutError, OSError, InvalidHandshake) as exc:
             the.sandboxes.forget(session.id)
             if attempt == 2:
-                log.warning("agent WebSocket unreachable: %s: %r", url, exc, extra={"request_id": headers["x-request-id"]})
+                log.warning("agent WebSocket unreachable: %s: %r", url, exc,
+                            extra={"request_id": headers["x-request-id"]})
                 error = DockyardError("The agent's sandbox could not be reached. Try again; if it persists, check the "
                                       "version's status and logs.", code="AgentUnavailable")
                 error.status_code = 502

@@ -38,7 +38,8 @@ def build_command(
     builder: str = typer.Option(None, "--builder", envvar="DOCKYARD_BUILDER",
                                 help="podman or docker (default: whichever is installed, podman first)."),
     network: str = typer.Option(None, "--network", envvar="DOCKYARD_BUILD_NETWORK",
-                                help="Network for RUN steps, e.g. host when the bridge cannot reach the package index."),
+                                help="Network for RUN steps, e.g. host when the bridge cannot reach the "
+                                     "package index."),
     ca_bundle: Path = typer.Option(
         None, "--ca-bundle", envvar="DOCKYARD_BUILD_CA_BUNDLE",
         help="A CA bundle mounted over the image's during RUN steps (podman), for machines behind a TLS proxy.",

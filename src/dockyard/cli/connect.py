@@ -41,7 +41,8 @@ TargetOption = typer.Option(
     help="local: the dockyard started with `dockyard up` (its home: --home or DOCKYARD_HOME). "
     "azure: AZURE_AI_PROJECT_ENDPOINT with DefaultAzureCredential.",
 )
-HomeOption = typer.Option(None, "--home", help="dockyard's home folder, for --target local (default: $DOCKYARD_HOME or ~/.dockyard)")
+HomeOption = typer.Option(None, "--home",
+                          help="dockyard's home folder, for --target local (default: $DOCKYARD_HOME or ~/.dockyard)")
 
 # Credentials that DefaultAzureCredential tries before a managed identity; with --target local they
 # would send an Entra token to dockyard (or fail), so they are left out of this process's environment.

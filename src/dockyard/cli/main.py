@@ -114,7 +114,8 @@ def registry_add(
     from dockyard.domain.errors import DockyardError
 
     if not password_stdin:
-        raise _fail("pass the password on standard input with --password-stdin (it must not appear in your shell history)", 2)
+        raise _fail("pass the password on standard input with --password-stdin "
+                    "(it must not appear in your shell history)", 2)
     password = sys.stdin.read().rstrip("\n")
     if not password:
         raise _fail("no password on standard input", 2)

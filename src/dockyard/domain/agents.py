@@ -100,7 +100,8 @@ def validate_metadata(metadata: Any) -> dict[str, str]:
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
-        raise BadRequest("'metadata' must be an object of string keys and values.", code="InvalidMetadata", param="metadata")
+        raise BadRequest("'metadata' must be an object of string keys and values.", code="InvalidMetadata",
+                         param="metadata")
     if len(metadata) > MAX_METADATA_PAIRS:
         raise BadRequest(
             f"'metadata' has {len(metadata)} pairs; at most {MAX_METADATA_PAIRS} are allowed.",
@@ -108,7 +109,8 @@ def validate_metadata(metadata: Any) -> dict[str, str]:
             param="metadata",
         )
     for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str) or len(key) > MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE:
+        if (not isinstance(key, str) or not isinstance(value, str)
+                or len(key) > MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE):
             raise BadRequest(
                 f"metadata[{key!r}] is invalid: keys are strings of at most {MAX_METADATA_KEY} characters and values "
                 f"strings of at most {MAX_METADATA_VALUE}.",

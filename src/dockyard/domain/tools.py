@@ -16,7 +16,8 @@ def validate_tools(tools: object) -> list[dict[str, Any]] | None:
     if tools is None:
         return None
     if not isinstance(tools, list):
-        raise _invalid("definition.tools must be a list of tool objects, for example [{\"type\": \"code_interpreter\"}].")
+        raise _invalid("definition.tools must be a list of tool objects, "
+                       "for example [{\"type\": \"code_interpreter\"}].")
     for index, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str) or not tool["type"]:
             raise _invalid(f"definition.tools[{index}] must be an object with a string 'type'; got {tool!r}.")

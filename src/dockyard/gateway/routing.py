@@ -36,8 +36,9 @@ def validate_endpoint(endpoint: object, versions: Sequence[AgentVersion]) -> dic
     total = 0.0
     for rule in rules:
         if not isinstance(rule, dict) or rule.get("type") != "FixedRatio":
-            raise BadRequest(f"Each rule must be {{\"type\": \"FixedRatio\", \"agent_version\", \"traffic_percentage\"}}; "
-                             f"got {rule!r}.", code="InvalidVersionSelector", param="agent_endpoint.version_selector")
+            raise BadRequest("Each rule must be {\"type\": \"FixedRatio\", \"agent_version\", "
+                             f"\"traffic_percentage\"}}; got {rule!r}.",
+                             code="InvalidVersionSelector", param="agent_endpoint.version_selector")
         version = str(rule.get("agent_version"))
         percentage = rule.get("traffic_percentage")
         if not isinstance(percentage, (int, float)) or not 0 <= percentage <= 100:

@@ -120,7 +120,8 @@ class Sandboxes:
         if routing is None:
             return None
         if not routing.enabled:
-            raise AgentDisabled(f"Agent {agent_name!r} is disabled. Enable it with client.agents.enable(agent_name=...) "
+            raise AgentDisabled(f"Agent {agent_name!r} is disabled. "
+                                "Enable it with client.agents.enable(agent_name=...) "
                                 "(POST …/agents/{name}:enable).")
         if session_id is not None:
             validate_session_id(session_id)

@@ -191,7 +191,8 @@ def check_document(document: Document) -> list[Finding]:
     if not isinstance(data, dict):
         return [Finding(
             rule="schema", severity="error", message="agent.yaml must be a mapping (kind, name, protocols, ...).",
-            fix="Start from `dockyard init NAME`, or see 'agent.yaml and dockyard validate' in dockyard's README for a complete example.",
+            fix="Start from `dockyard init NAME`, or see 'agent.yaml and dockyard validate' in dockyard's README "
+                "for a complete example.",
             line=document.line(),
         )]
     findings: list[Finding] = []
@@ -371,7 +372,8 @@ def _environment_findings(document: Document) -> list[Finding]:
             if plain:
                 findings.append(Finding(
                     rule="env-form", severity="warning",
-                    message=f"{key} is a map of plain values ({', '.join(plain[:3])}{', ...' if len(plain) > 3 else ''}). "
+                    message=f"{key} is a map of plain values "
+                    f"({', '.join(plain[:3])}{', ...' if len(plain) > 3 else ''}). "
                     "dockyard reads it, but the published schema wants `NAME: {value: ...}` and azd wants a list.",
                     fix="Write it as a list: `- name: NAME` / `value: ...`, which every tool reads.",
                     line=document.line(key),
@@ -415,7 +417,8 @@ def _entry_findings(key: str, name: object, value: object, line: int | None) -> 
 
 def _defaulted(path: YamlPath, message: str) -> bool:
     missing = message.split("'")[1] if "'" in message else ""
-    return (path == () and missing in ("resources", "protocols")) or (path == ("resources",) and missing in ("cpu", "memory"))
+    return ((path == () and missing in ("resources", "protocols"))
+            or (path == ("resources",) and missing in ("cpu", "memory")))
 
 
 def _default_findings(data: dict[str, Any], document: Document) -> list[Finding]:

@@ -133,7 +133,8 @@ def _image(document: Document) -> list[Finding]:
         reference = parse_image_reference(image)
     except BadRequest as exc:
         return findings + [Finding(rule="image-reference", severity="error", message=exc.message,
-                                   fix="Write the full reference, for example `image: myregistry.azurecr.io/my-agent:v1`.",
+                                   fix="Write the full reference, "
+                                       "for example `image: myregistry.azurecr.io/my-agent:v1`.",
                                    line=line)]
     if reference.digest is None and reference.tag == "latest":
         findings.append(Finding(
@@ -174,7 +175,8 @@ def _session(document: Document) -> list[Finding]:
     session = document.data.get("session_configuration")
     if not isinstance(session, dict) or "idle_timeout_seconds" not in session:
         return []
-    return _idle_timeout(session["idle_timeout_seconds"], document.line("session_configuration", "idle_timeout_seconds"),
+    return _idle_timeout(session["idle_timeout_seconds"],
+                         document.line("session_configuration", "idle_timeout_seconds"),
                          "session_configuration.idle_timeout_seconds", None)
 
 

@@ -129,7 +129,8 @@ class ContainersRuntime:
                 # A container that could not start is left "created" by the engine; do not keep it.
                 container.remove(force=True, v=True)
             if isinstance(exc, ImageNotFound):
-                raise RuntimeFailure(INVALID_CONTAINER_IMAGE, f"Image {workload.image} is not available: {exc}") from None
+                raise RuntimeFailure(INVALID_CONTAINER_IMAGE,
+                                     f"Image {workload.image} is not available: {exc}") from None
             raise RuntimeFailure(
                 CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine refused to run {workload.image}: {_explain(exc)}"
             ) from None

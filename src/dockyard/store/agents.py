@@ -122,7 +122,8 @@ class AgentStore(Repository):
             deleted = 0
             if number is not None:
                 deleted = session.execute(
-                    delete(AgentVersionRow).where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
+                    delete(AgentVersionRow)
+                    .where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
                 ).rowcount
             if not deleted:
                 raise _version_not_found(agent_name, version)
@@ -145,7 +146,8 @@ class AgentStore(Repository):
         with self._read() as session:
             after = self._agent_cursor(session, project, request.after)
             before = self._agent_cursor(session, project, request.before)
-            rows, has_more = _paged(session, _agents_with_latest(project), AgentRow.id, request, after=after, before=before)
+            rows, has_more = _paged(session, _agents_with_latest(project), AgentRow.id, request,
+                                    after=after, before=before)
             return Page([_agent(agent, version) for agent, version in rows], has_more)
 
     def delete_agent(self, project: str, agent_name: str) -> None:
@@ -160,7 +162,8 @@ class AgentStore(Repository):
         """Every version that exists, with what the reconciler needs to converge it."""
         with self._read() as session:
             rows = session.execute(
-                select(AgentRow.project, AgentRow.name, AgentVersionRow).join(AgentRow, AgentRow.id == AgentVersionRow.agent_id)
+                select(AgentRow.project, AgentRow.name, AgentVersionRow)
+                .join(AgentRow, AgentRow.id == AgentVersionRow.agent_id)
             ).all()
             return [
                 DesiredVersion(uid=row.uid, project=project, version=_version(name, row), restarts=row.restarts,
@@ -322,7 +325,8 @@ def _agent(agent: AgentRow, latest: AgentVersionRow) -> Agent:
 
 def _agent_not_found(agent_name: str) -> NotFound:
     return NotFound(
-        f"Agent {agent_name!r} was not found in this project. List agents with client.agents.list() to see what exists.",
+        f"Agent {agent_name!r} was not found in this project. "
+        "List agents with client.agents.list() to see what exists.",
         code="AgentNotFound",
     )
 

@@ -52,7 +52,8 @@ class SessionStore(Repository):
 
     def list(self, project: str, agent_name: str) -> list[Session]:
         with self._read() as db:
-            rows = db.scalars(select(SessionRow).where(SessionRow.project == project, SessionRow.agent_name == agent_name)
+            rows = db.scalars(select(SessionRow)
+                              .where(SessionRow.project == project, SessionRow.agent_name == agent_name)
                               .order_by(SessionRow.created_at, SessionRow.id)).all()
             return [_session(row) for row in rows]
 
