@@ -39,10 +39,10 @@ class Services:
     authority: TokenAuthority
     identity_secret: str
     registries: RegistryStore
+    sessions: SessionStore
+    sandboxes: Sandboxes
     runtime: Runtime | None = None
     reconciler: Reconciler | None = None
-    sessions: SessionStore | None = None
-    sandboxes: Sandboxes | None = None
     http: aiohttp.ClientSession | None = None
 
 

@@ -62,13 +62,15 @@ async def open_session(request: Request, project: str, agent_name: str, session_
 async def running_target(request: Request, session: Session) -> Target:
     """The session's sandbox, started if it is not running (a warm one costs no thread hop)."""
     sandboxes = services(request).sandboxes
-    return sandboxes.warm(session) or await run_in_threadpool(sandboxes.ensure_running, session)
+    warm = sandboxes.warm(session)
+    return warm if warm is not None else await run_in_threadpool(sandboxes.ensure_running, session)
 
 
 async def relay_to_session(request: Request, session: Session, method: str, path: str, headers: dict[str, str],
                            content: bytes | None) -> Response:
     """Relay to the session's sandbox; if a warm one turns out gone, start it again and retry once."""
     the = services(request)
+    assert the.http is not None, "the app sets its client when it starts serving"
     for attempt in (1, 2):
         sandbox = await running_target(request, session)
         try:

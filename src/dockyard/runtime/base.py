@@ -7,6 +7,7 @@ restarted dockyard finds everything it started by asking `list()`.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -106,7 +107,7 @@ class Runtime(Protocol):
     def list(self) -> list[Observed]:
         """Every workload this dockyard instance owns, running or not."""
 
-    def logs(self, key: WorkloadKey, tail: int = 100) -> list[str]: ...
+    def logs(self, key: WorkloadKey, tail: int = 100) -> builtins.list[str]: ...
 
     def follow_logs(self, key: WorkloadKey, tail: int = 100) -> LogStream | None:
         """Log lines as they come, until closed; None when the workload has no container."""
@@ -120,7 +121,7 @@ class Runtime(Protocol):
     def read_session_file(self, workload: Workload, path: SessionPath) -> SessionFileStream:
         """Open a session file for reading; errors (no such file, a directory) are raised here, not later."""
 
-    def list_session_files(self, workload: Workload, path: SessionPath) -> list[SessionFileEntry]:
+    def list_session_files(self, workload: Workload, path: SessionPath) -> builtins.list[SessionFileEntry]:
         """The immediate children of a directory in the session's home."""
 
     def delete_session_file(self, workload: Workload, path: SessionPath, recursive: bool) -> None:

@@ -10,6 +10,7 @@ a memory limit with no extra swap, explicit ulimits, the agent port published on
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import logging
 import re
@@ -160,7 +161,7 @@ class ContainersRuntime:
     def list(self) -> list[Observed]:
         return [self._observed(c) for c in self._containers()]
 
-    def logs(self, key: WorkloadKey, tail: int = 100) -> list[str]:
+    def logs(self, key: WorkloadKey, tail: int = 100) -> builtins.list[str]:
         container = self._find(key)
         if container is None:
             return []
@@ -189,7 +190,7 @@ class ContainersRuntime:
         assert isinstance(size, int)
         return SessionFileStream(size=size, chunks=reading)  # type: ignore[arg-type]
 
-    def list_session_files(self, workload: Workload, path: SessionPath) -> list[SessionFileEntry]:
+    def list_session_files(self, workload: Workload, path: SessionPath) -> builtins.list[SessionFileEntry]:
         with self._volume_container(workload) as container:
             return session_volumes.list_directory(container, path)
 
@@ -206,7 +207,7 @@ class ContainersRuntime:
             session_volumes.deleted(exit_code, helper.logs(stdout=True, stderr=True, tail=20), path)
 
     @contextmanager
-    def _volume_container(self, workload: Workload, command: list[str] | None = None) -> Iterator[Container]:
+    def _volume_container(self, workload: Workload, command: builtins.list[str] | None = None) -> Iterator[Container]:
         """A container mounting the session's volume: the session's own, or a helper removed afterwards.
 
         The helper is made from the agent image (so it exists wherever the session ran), never
@@ -258,7 +259,7 @@ class ContainersRuntime:
             f"{LABEL}.port": str(workload.port),
         }
 
-    def _containers(self, key: WorkloadKey | None = None) -> list[Container]:
+    def _containers(self, key: WorkloadKey | None = None) -> builtins.list[Container]:
         filters = [f"{LABEL}.instance={self.instance_id}"]
         if key is not None:
             filters.append(f"{LABEL}.version-uid={key.version_uid}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 
 from sqlalchemy import delete, select, update
@@ -57,7 +58,7 @@ class SessionStore(Repository):
                               .order_by(SessionRow.created_at, SessionRow.id)).all()
             return [_session(row) for row in rows]
 
-    def all(self) -> list[Session]:
+    def all(self) -> builtins.list[Session]:
         with self._read() as db:
             return [_session(row) for row in db.scalars(select(SessionRow)).all()]
 
