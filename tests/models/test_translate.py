@@ -61,8 +61,9 @@ def test_a_conversation_with_function_calls_and_outputs_maps_to_tool_messages() 
                                                   "strict": True}},
                               "input": [
         {"role": "developer", "content": "Use tools."},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"},
-                                                        {"type": "input_image", "image_url": "data:image/png;base64,AA"}]},
+        {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Weather in Paris?"},
+            {"type": "input_image", "image_url": "data:image/png;base64,AA"}]},
         {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
         {"type": "function_call", "call_id": "c2", "name": "get_weather", "arguments": "{\"city\":\"Lyon\"}"},
         {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
@@ -136,7 +137,8 @@ def chunks(*deltas: dict[str, Any], finish: str = "stop", usage: bool = True) ->
         yield {"model": "gemma", "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
     yield {"model": "gemma", "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
     if usage:
-        yield {"model": "gemma", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+        yield {"model": "gemma", "choices": [],
+               "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
 
 def run_stream(request: dict[str, Any], stream: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -196,7 +198,8 @@ def test_an_error_chunk_becomes_an_error_event() -> None:
 
 
 def test_chat_chunks_are_parsed_across_arbitrary_byte_boundaries() -> None:
-    raw = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks({"content": "x"})) + b"data: [DONE]\n\n"
+    raw = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks({"content": "x"}))
+    raw += b"data: [DONE]\n\n"
     parser = ChatChunks()
     got = [c for i in range(0, len(raw), 7) for c in parser.feed(raw[i:i + 7])]
     assert len(got) == 3 and parser.done

@@ -38,7 +38,7 @@ RESPONSES_EVENTS = [
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
         self.server.requests.append((self.path, dict(self.headers), body))  # type: ignore[attr-defined]
         if body.get("model") == "rate-limited":

@@ -66,14 +66,17 @@ def _where(upstream: Upstream) -> str:
 def unavailable(upstream: Upstream, reason: str, request_id: str) -> Response:
     return error_response(502, MODEL_UNAVAILABLE, f"The model behind {_where(upstream)} could not be reached: "
                           f"{reason}. Check that its server is running and that the connection's target is right "
-                          f"(`dockyard model list`; request id {request_id}).")
+                          f"(`dockyard connection list`; request id {request_id}).")
 
 
 def refused(upstream: Upstream, status: int) -> Response:
+    name = upstream.connection
     return error_response(status, UPSTREAM_AUTHENTICATION_FAILED,
-                          f"Connection {upstream.connection!r} was refused by its upstream ({status}) when calling "
-                          f"deployment {upstream.deployment!r}: check the connection's key or identity with "
-                          "`dockyard model list`, and set it again with `dockyard model add`.")
+                          f"Connection {name!r} was refused by its upstream ({status}) when calling deployment "
+                          f"{upstream.deployment!r}: check its key with `dockyard connection list`, and replace a "
+                          f"wrong one with `dockyard connection remove {name}` then `dockyard connection add {name} "
+                          "... --api-key-stdin` (Entra connections: dockyard's own Azure sign-in needs access to the "
+                          "resource).")
 
 
 async def send(client: aiohttp.ClientSession, upstream: Upstream, method: str, url: str, *,
