@@ -29,6 +29,7 @@ from dockyard.home import Home
 from dockyard.identity.tls import ensure_tls
 from dockyard.identity.tokens import TokenAuthority
 from dockyard.logs import logging_config
+from dockyard.models.catalog import Catalog
 from dockyard.reconciler import Reconciler, ReconcilerSettings
 from dockyard.runtime.containers import ContainersRuntime
 from dockyard.runtime.engine import INSTALL_HINT, Engine, find_engine, host_address
@@ -36,6 +37,7 @@ from dockyard.runtime.environment import PlatformEnvironment
 from dockyard.settings import Settings
 from dockyard.store.agents import AgentStore
 from dockyard.store.database import migrate, open_engine, sqlite_url
+from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
 
@@ -87,7 +89,10 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     runtime = None
     if engine is not None:
         runtime = ContainersRuntime(engine, instance_id=home.instance_id(), ca_bundle=home.ca_bundle)
-    platform = PlatformEnvironment(base_url=container_base_url, identity_secret=identity_secret)
+    # Deployments and connections.
+    catalog = Catalog(ModelStore(engine_db), registries)
+    platform = PlatformEnvironment(base_url=container_base_url, identity_secret=identity_secret,
+                                   connections=catalog.connection)
     sessions = SessionStore(engine_db)
     reconciler = Reconciler(store, registries, runtime, platform.for_version,
                             ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds),
@@ -103,6 +108,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         reconciler=reconciler,
         sessions=sessions,
         sandboxes=Sandboxes(store, sessions, reconciler),
+        catalog=catalog,
     )
 
 

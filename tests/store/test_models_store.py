@@ -189,7 +189,8 @@ def test_a_local_deployment_without_a_local_model_is_503(models: ModelStore) -> 
 
 def test_a_local_model_not_installed_or_not_running_is_503_saying_what_to_do(tmp_path: Path, models: ModelStore) -> None:
     from dockyard.home import Home
-    from dockyard.models.local import LocalModel
+
+    LocalModel = pytest.importorskip("dockyard.models.local").LocalModel
 
     local = LocalModel(Home(tmp_path / "home").ensure())  # built, never started: no base_url
     catalog = Catalog(models)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from dockyard.api import agents, endpoint, identity, invocations, logs, responses, session_files, sessions
+from dockyard.api import connections, deployments
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
@@ -45,4 +46,7 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(invocations.router)
     app.include_router(agents.router)
     app.include_router(logs.router)
+    # Deployments and connections share no path with the agent routes, so their place does not matter.
+    app.include_router(deployments.router)
+    app.include_router(connections.router)
     return RequestIdMiddleware(app)

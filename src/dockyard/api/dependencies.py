@@ -17,6 +17,7 @@ from dockyard.control_plane import ControlPlane
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from dockyard.gateway.sandboxes import Sandboxes
+from dockyard.models.catalog import Catalog
 from dockyard.identity.agents import AGENT_ROLE
 from dockyard.identity.tokens import InvalidToken, Principal, TokenAuthority
 from dockyard.reconciler import Reconciler
@@ -43,6 +44,8 @@ class Services:
     sandboxes: Sandboxes
     runtime: Runtime | None = None
     reconciler: Reconciler | None = None
+    # Deployments and connections: what inference calls resolve through (`catalog.resolve(project, name)`).
+    catalog: Catalog | None = None
     http: aiohttp.ClientSession | None = None
 
 

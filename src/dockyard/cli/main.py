@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from dockyard.cli.models import register as register_models
 from dockyard.cli.validate import validate_command
 from dockyard.cli.workflow import register as register_workflow
 from dockyard.home import Home, HomeError, default_home
@@ -23,6 +24,7 @@ app = typer.Typer(
 
 app.command("validate")(validate_command)
 register_workflow(app)
+register_models(app)
 
 HomeOption = typer.Option(None, "--home", help="dockyard's home folder (default: $DOCKYARD_HOME or ~/.dockyard)")
 
