@@ -34,7 +34,7 @@ from dockyard.domain.sessions import Session, SessionStatus
 from dockyard.runtime.base import Observed, RegistryCredentials, Runtime, RuntimeFailure, Workload, WorkloadKey
 from dockyard.runtime.engine import INSTALL_HINT
 from dockyard.store.agents import AgentStore, DesiredVersion
-from dockyard.store.registries import RegistryStore
+from dockyard.store.registries import RegistryConnection, RegistryStore
 from dockyard.store.sessions import SessionStore
 
 log = logging.getLogger("dockyard.reconciler")
@@ -282,6 +282,7 @@ class Reconciler:
         definition = desired.version.definition
         assert definition.image is not None
         reference = parse_image_reference(definition.image)
+        connection: RegistryConnection | None
         if definition.registry_connection_id:
             connection = self.registries.get(desired.project, definition.registry_connection_id)
         else:

@@ -67,10 +67,11 @@ def deploy_command(
     from azure.ai.projects.models import HostedAgentDefinition
 
     client = project_client(target, home)
+    hooks: dict[str, Any] = {"raw_request_hook": _print_request} if show_request else {}
     with api_errors(f"deploying {manifest.name}"):
         created = client.agents.create_version(
             agent_name=manifest.name, definition=HostedAgentDefinition(**fields), description=manifest.description,
-            **({"raw_request_hook": _print_request} if show_request else {}),
+            **hooks,
         )
         version = str(created.version)
         status = _status(created.status) or "creating"

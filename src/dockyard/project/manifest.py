@@ -203,7 +203,7 @@ def check_document(document: Document) -> list[Finding]:
         if error.validator == "required" and _defaulted(path, error.message):
             continue  # reported as a `resources-default` / `protocols-default` warning below
         findings.append(
-            _schema_finding(document, path, error.validator, error.message, error.validator_value, error.instance)
+            _schema_finding(document, path, str(error.validator), error.message, error.validator_value, error.instance)
         )
     findings.extend(_environment_findings(document))
     findings.extend(_default_findings(data, document))
@@ -221,7 +221,8 @@ def load_manifest(path: Path) -> Manifest:
     if errors:
         raise ManifestError(path, errors)
     data: dict[str, Any] = document.data
-    resources = data.get("resources") if isinstance(data.get("resources"), dict) else {}
+    declared = data.get("resources")
+    resources: dict[str, Any] = declared if isinstance(declared, dict) else {}
     protocols = [(str(p["protocol"]), str(p["version"])) for p in data.get("protocols") or []]
     dockerfile = data.get("dockerfilePath")
     session = data.get("session_configuration")

@@ -199,6 +199,8 @@ class ContainersRuntime:
         container = self._find(workload.key)
         if container is not None and container.status == "running":
             result = container.exec_run(command)
+            # Neither streamed nor detached: exec_run waited, so there is an exit code and the output is bytes.
+            assert result.exit_code is not None and not isinstance(result.output, Iterator)
             session_volumes.deleted(result.exit_code, result.output or b"", path)
             return
         with self._volume_container(workload, command=command) as helper:
@@ -311,7 +313,8 @@ class ContainersRuntime:
             privileged=False,
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"},
-            ports={f"{workload.port}/tcp": ("127.0.0.1", None)},
+            # None: the engine picks a free host port (docker-py takes it; its stubs do not).
+            ports={f"{workload.port}/tcp": ("127.0.0.1", None)},  # type: ignore[dict-item]
             volumes=volumes,
             extra_hosts=extra_hosts,
             log_config=self._log_config(),
@@ -345,7 +348,7 @@ class ContainersRuntime:
         running = state.get("Status") == "running" or bool(state.get("Running"))
         return Observed(
             key=WorkloadKey(labels.get(f"{LABEL}.version-uid", ""), labels.get(f"{LABEL}.session", "")),
-            container_id=container.id,
+            container_id=container.id or "",  # always set on a container the engine listed
             agent_name=labels.get(f"{LABEL}.agent", ""),
             version=labels.get(f"{LABEL}.version", ""),
             running=running,
@@ -402,7 +405,7 @@ class ContainersRuntime:
             raise _pull_failure(image, _explain(exc), credentials) from None
 
     def _libpod_pull(self, image: str, auth: dict[str, str] | None) -> Iterator[dict[str, Any]]:
-        api = self.client.api
+        api: Any = self.client.api  # the private helpers used below are not in docker-py's stubs
         headers = {}
         if auth:
             headers["X-Registry-Auth"] = base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()

@@ -47,7 +47,8 @@ def connect(url: str, timeout: float = 60) -> Engine | None:
     if url.startswith("unix://") and not Path(url.removeprefix("unix://")).exists():
         return None
     try:
-        client = docker.DockerClient(base_url=url, timeout=timeout)
+        # docker-py hands the timeout to requests, which takes a float; its stubs say int.
+        client = docker.DockerClient(base_url=url, timeout=timeout)  # type: ignore[arg-type]
         client.ping()
         components = client.version().get("Components") or []
     except (DockerException, OSError) as exc:

@@ -52,7 +52,8 @@ class SessionFilesFailed(DockyardError):
 
 def stat(container: Container, absolute: str) -> dict[str, Any] | None:
     """The engine's stat of a path in the container (`HEAD …/archive`), or None when there is none."""
-    api = container.client.api
+    assert container.client is not None  # set on every container read through a client
+    api: Any = container.client.api  # `_url` is not in docker-py's stubs
     response = api.head(api._url("/containers/{0}/archive", container.id),  # noqa: SLF001 - no public wrapper
                         params={"path": absolute})
     if response.status_code == 404:
@@ -199,7 +200,8 @@ def _archive(container: Container, absolute: str, path: SessionPath) -> tarfile.
     except APIError as exc:
         raise SessionFilesFailed(f"The container engine could not read '{path.relative}': "
                                  f"{exc.explanation or exc}.") from None
-    return tarfile.open(fileobj=_ChunkReader(iter(chunks)), mode="r|")
+    # Streaming mode ("r|") needs only read(); typeshed's file protocol also asks for seek, tell and write.
+    return tarfile.open(fileobj=_ChunkReader(iter(chunks)), mode="r|")  # type: ignore[call-overload]
 
 
 def read(container: Container, path: SessionPath) -> Iterator[int | bytes]:

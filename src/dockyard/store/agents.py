@@ -26,7 +26,7 @@ from dockyard.domain.agents import (
 from dockyard.domain.definitions import HostedDefinition
 from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.paging import Page, PageRequest
-from dockyard.store.database import Repository
+from dockyard.store.database import Repository, rowcount
 from dockyard.store.tables import AgentRow, AgentVersionRow
 
 
@@ -121,10 +121,10 @@ class AgentStore(Repository):
             agent = self._agent_row(session, project, agent_name)
             deleted = 0
             if number is not None:
-                deleted = session.execute(
+                deleted = rowcount(session.execute(
                     delete(AgentVersionRow)
                     .where(AgentVersionRow.agent_id == agent.id, AgentVersionRow.number == number)
-                ).rowcount
+                ))
             if not deleted:
                 raise _version_not_found(agent_name, version)
             remaining = session.scalar(
@@ -255,7 +255,7 @@ class AgentStore(Repository):
         return key
 
 
-def _agents_with_latest(project: str) -> Select[Any]:
+def _agents_with_latest(project: str) -> Select[AgentRow, AgentVersionRow]:
     latest = (
         select(AgentVersionRow.agent_id, func.max(AgentVersionRow.number).label("number"))
         .group_by(AgentVersionRow.agent_id)
@@ -270,7 +270,8 @@ def _agents_with_latest(project: str) -> Select[Any]:
 
 
 def _paged(
-    session: Session, stmt: Select[Any], key: Any, request: PageRequest, *, after: int | None, before: int | None
+    session: Session, stmt: Select[*tuple[Any, ...]], key: Any, request: PageRequest, *, after: int | None,
+    before: int | None,
 ) -> tuple[list[Any], bool]:
     """One page of `stmt` walked along the integer `key`, in the requested order."""
     descending = request.order == "desc"

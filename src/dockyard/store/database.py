@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -59,17 +59,24 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
+        driver: Any = connection.connection.driver_connection  # the DB-API connection (sqlite3's)
         if sqlite:
             # SQLite rebuilds a table to alter it; with foreign keys on, dropping the old copy would
             # cascade-delete every row that points at it. The pragma only works outside a transaction.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            driver.execute("PRAGMA foreign_keys=OFF")
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         finally:
             if sqlite:
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+                driver.execute("PRAGMA foreign_keys=ON")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE touched: Session.execute types every result as a plain Result,
+    though for those statements it is a CursorResult, which has the count."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 class Repository:

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.domain.errors import REGISTRY_CONNECTION_NOT_FOUND, Conflict, NotFound
-from dockyard.store.database import Repository
+from dockyard.store.database import Repository, rowcount
 from dockyard.store.tables import RegistryConnectionRow
 
 
@@ -46,8 +46,8 @@ class RegistryStore(Repository):
 
     def remove(self, project: str, name: str) -> None:
         with self._write() as session:
-            removed = session.execute(delete(RegistryConnectionRow).where(
-                RegistryConnectionRow.project == project, RegistryConnectionRow.name == name)).rowcount
+            removed = rowcount(session.execute(delete(RegistryConnectionRow).where(
+                RegistryConnectionRow.project == project, RegistryConnectionRow.name == name)))
         if not removed:
             raise _not_found(name)
 
