@@ -165,7 +165,8 @@ def test_each_connection_is_looked_up_once() -> None:
         calls.append(name)
         return _lookup(name)
 
-    resolve_references({"A": "${{connections.openai.credentials.key}}", "B": "${{connections.openai.target}}"}, counting)
+    resolve_references({"A": "${{connections.openai.credentials.key}}", "B": "${{connections.openai.target}}"},
+                       counting)
     assert calls == ["openai"]
 
 

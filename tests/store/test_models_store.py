@@ -187,7 +187,8 @@ def test_a_local_deployment_without_a_local_model_is_503(models: ModelStore) -> 
     assert "--no-local-model" in caught.value.message
 
 
-def test_a_local_model_not_installed_or_not_running_is_503_saying_what_to_do(tmp_path: Path, models: ModelStore) -> None:
+def test_a_local_model_not_installed_or_not_running_is_503_saying_what_to_do(tmp_path: Path,
+                                                                              models: ModelStore) -> None:
     from dockyard.home import Home
 
     LocalModel = pytest.importorskip("dockyard.models.local").LocalModel

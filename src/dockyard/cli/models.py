@@ -119,7 +119,7 @@ def model_list(home: Path = HomeOption, json_output: bool = JsonOption) -> None:
     """List deployments, with the connection each goes through (keys are never shown)."""
     catalog = _catalog(home)
     connections = {c.name: c for c in catalog.models.list_connections(DEFAULT_PROJECT)}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for deployment in catalog.deployments(DEFAULT_PROJECT):
         found = connections.get(deployment.connection)
         rows.append({
@@ -198,8 +198,9 @@ def connection_add(
 def connection_list(home: Path = HomeOption, json_output: bool = JsonOption) -> None:
     """List the project's connections (model and registry ones), as the connections API does; no secrets."""
     catalog = _catalog(home)
-    rows = [{"name": c.name, "type": c.type, "target": c.target or None, "credentials": c.credentials.type,
-             "isDefault": c.is_default, "metadata": c.metadata} for c in catalog.connections(DEFAULT_PROJECT)]
+    rows: list[dict[str, Any]] = [
+        {"name": c.name, "type": c.type, "target": c.target or None, "credentials": c.credentials.type,
+         "isDefault": c.is_default, "metadata": c.metadata} for c in catalog.connections(DEFAULT_PROJECT)]
     if json_output:
         print_json(rows)
         return

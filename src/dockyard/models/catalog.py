@@ -146,7 +146,8 @@ class Catalog:
             raise ServiceUnavailable(
                 f"Deployment {deployment.name!r} goes to the local model, which this dockyard does not run (it was "
                 "started with --no-local-model). Restart it without that flag, or point the name elsewhere: "
-                f"`dockyard model remove {deployment.name}` then `dockyard model add {deployment.name} --base-url URL`.",
+                f"`dockyard model remove {deployment.name}` then "
+                f"`dockyard model add {deployment.name} --base-url URL`.",
                 code=LOCAL_MODEL_UNAVAILABLE)
         if not local.available:
             hint = getattr(local, "install_hint", "The local model is not installed; `make run` installs it.")

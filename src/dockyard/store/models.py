@@ -12,8 +12,9 @@ hides them.
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -59,8 +60,9 @@ class ModelStore(Repository):
 
     def list_connections(self, project: str) -> list[Connection]:
         with self._read() as session:
-            return [_connection(row) for row in session.scalars(
-                select(ModelConnectionRow).where(ModelConnectionRow.project == project).order_by(ModelConnectionRow.id))]
+            rows = session.scalars(select(ModelConnectionRow).where(ModelConnectionRow.project == project)
+                                   .order_by(ModelConnectionRow.id))
+            return [_connection(row) for row in rows]
 
     def remove_connection(self, project: str, name: str) -> None:
         with self._write() as session:
@@ -70,8 +72,9 @@ class ModelStore(Repository):
                 raise Conflict(
                     f"Connection {name!r} is used by deployment(s) {', '.join(users)}. Remove them first with "
                     f"`dockyard model remove NAME`.", code="ConnectionInUse")
-            removed = session.execute(delete(ModelConnectionRow).where(
-                ModelConnectionRow.project == project, ModelConnectionRow.name == name)).rowcount
+            # Session.execute types every result as a plain Result; a DELETE's is a CursorResult.
+            removed = cast("CursorResult[Any]", session.execute(delete(ModelConnectionRow).where(
+                ModelConnectionRow.project == project, ModelConnectionRow.name == name))).rowcount
         if not removed:
             raise connection_not_found(name)
 
