@@ -104,7 +104,8 @@ def test_version_id() -> None:
 
 
 def test_version_and_agent_ids() -> None:
-    definition = HostedDefinition(protocols=(ProtocolVersion("responses", "v1"),), cpu="1", memory="2Gi", image="app:v1")
+    definition = HostedDefinition(protocols=(ProtocolVersion("responses", "v1"),), cpu="1", memory="2Gi",
+                                  image="app:v1")
     version = AgentVersion(agent_name="my-agent", number=3, created_at=0, definition=definition)
     assert (version.id, version.version, version.status) == ("my-agent:3", "3", VersionStatus.CREATING)
     assert Agent(name="my-agent", created_at=0, latest=version).id == "my-agent"

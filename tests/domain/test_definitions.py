@@ -36,7 +36,8 @@ V1 = {
 V1_FULL = {
     "kind": "hosted",
     "container_configuration": {"image": IMAGE, "registry_connection_id": "acr-connection"},
-    "protocol_versions": [{"protocol": "responses", "version": "2.0.0"}, {"protocol": "invocations", "version": "2.0.0"}],
+    "protocol_versions": [{"protocol": "responses", "version": "2.0.0"},
+                          {"protocol": "invocations", "version": "2.0.0"}],
     "cpu": "2",
     "memory": "4Gi",
     "environment_variables": ENVIRONMENT,
@@ -45,7 +46,8 @@ V1_FULL = {
 }
 V1_CODE = {
     "kind": "hosted",
-    "code_configuration": {"runtime": "python_3_12", "entry_point": ["python", "main.py"], "dependency_resolution": "pip"},
+    "code_configuration": {"runtime": "python_3_12", "entry_point": ["python", "main.py"],
+                           "dependency_resolution": "pip"},
     "protocol_versions": RESPONSES_V1,
     "cpu": "0.5",
     "memory": "1Gi",
@@ -140,7 +142,8 @@ def test_round_trip_in_the_callers_shape(sent: dict[str, Any], shape: WireShape)
             {"cpu": "1", "memory": "2Gi", "environment_variables": {}},
         ),
         (
-            {"kind": "hosted", "container_configuration": {"image": IMAGE}, "protocol_versions": RESPONSES_V1, "cpu": ""},
+            {"kind": "hosted", "container_configuration": {"image": IMAGE}, "protocol_versions": RESPONSES_V1,
+             "cpu": ""},
             WireShape.V1,
             {"cpu": "1", "memory": "2Gi", "environment_variables": {}},
         ),
@@ -219,7 +222,8 @@ def test_record_round_trip(sent: dict[str, Any]) -> None:
             "InvalidDefinition",
             "definition.container_configuration.registry_connection_id",
         ),
-        (wire(PREVIEW, container_protocol_versions=_DROP), "InvalidProtocolVersions", "definition.container_protocol_versions"),
+        (wire(PREVIEW, container_protocol_versions=_DROP), "InvalidProtocolVersions",
+         "definition.container_protocol_versions"),
         (
             wire(V1, container_protocol_versions=[{"protocol": "invocations", "version": "v1"}]),
             "InvalidProtocolVersions",
@@ -233,7 +237,8 @@ def test_record_round_trip(sent: dict[str, Any]) -> None:
         (wire(PREVIEW, cpu="8"), "InvalidCpu", "definition.cpu"),
         (wire(PREVIEW, memory="16Gi"), "InvalidMemory", "definition.memory"),
         (wire(PREVIEW, tools={"type": "mcp"}), "InvalidTool", "definition.tools"),
-        (wire(PREVIEW, environment_variables=["A=1"]), "InvalidEnvironmentVariables", "definition.environment_variables"),
+        (wire(PREVIEW, environment_variables=["A=1"]), "InvalidEnvironmentVariables",
+         "definition.environment_variables"),
     ],
 )
 def test_invalid_definitions(sent: object, code: str, param: str | None) -> None:
@@ -281,7 +286,8 @@ def test_environment_variable_names_are_checked(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["A", "_A", "a_b", "PATH2"])
 def test_environment_variable_names_accepted(name: str) -> None:
-    assert HostedDefinition.from_wire(wire(PREVIEW, environment_variables={name: ""})).environment_variables == {name: ""}
+    parsed = HostedDefinition.from_wire(wire(PREVIEW, environment_variables={name: ""}))
+    assert parsed.environment_variables == {name: ""}
 
 
 def test_unknown_container_configuration_fields_survive() -> None:

@@ -95,7 +95,8 @@ def test_paging_across_pages_in_both_orders(client: AIProjectClient) -> None:
     for _ in range(7):
         client.agents.create_version(agent_name=name, definition=definition())
     # limit=2 makes the SDK walk four pages, following last_id, until an empty last_id.
-    assert [v.version for v in client.agents.list_versions(agent_name=name, limit=2)] == ["7", "6", "5", "4", "3", "2", "1"]
+    listed = [v.version for v in client.agents.list_versions(agent_name=name, limit=2)]
+    assert listed == ["7", "6", "5", "4", "3", "2", "1"]
     ascending = client.agents.list_versions(agent_name=name, limit=2, order="asc")
     assert [v.version for v in ascending] == ["1", "2", "3", "4", "5", "6", "7"]
     pages = list(client.agents.list_versions(agent_name=name, limit=3, order="asc").by_page())
@@ -144,7 +145,8 @@ def test_invalid_definitions_are_refused_with_foundry_codes(
 
 
 def test_unit_spellings_kubernetes_accepts(client: AIProjectClient) -> None:
-    version = client.agents.create_version(agent_name=unique("units"), definition=definition(cpu="500m", memory="1024Mi"))
+    version = client.agents.create_version(agent_name=unique("units"),
+                                           definition=definition(cpu="500m", memory="1024Mi"))
     assert (version.definition.cpu, version.definition.memory) == ("500m", "1024Mi")
 
 
@@ -196,7 +198,8 @@ def test_twenty_concurrent_creates_number_versions_once_each(client: AIProjectCl
         thread.join()
     assert not errors
     assert sorted(versions, key=int) == [str(n) for n in range(1, 21)]
-    assert sorted(v.version for v in client.agents.list_versions(agent_name=name)) == sorted(str(n) for n in range(1, 21))
+    listed = sorted(v.version for v in client.agents.list_versions(agent_name=name))
+    assert listed == sorted(str(n) for n in range(1, 21))
 
 
 def test_async_client(dockyard: DockyardProcess) -> None:

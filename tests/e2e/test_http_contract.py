@@ -82,7 +82,8 @@ def test_identity_endpoint_normalizes_default_scope(http: httpx.Client, env: dic
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer", "Basic dXNlcjpwYXNz", "Bearer not.a.jwt"])
-def test_missing_or_malformed_tokens_are_401(http: httpx.Client, env: dict[str, str], authorization: str | None) -> None:
+def test_missing_or_malformed_tokens_are_401(http: httpx.Client, env: dict[str, str],
+                                              authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     answer = http.get(agents_url(env), params=API_VERSION, headers=headers)
     assert answer.status_code == 401

@@ -55,7 +55,8 @@ def test_tls_folder_is_owner_only(home: Home) -> None:
 
 
 def test_no_temporary_files_are_left(home: Home) -> None:
-    assert sorted(p.name for p in home.tls.iterdir()) == ["ca-bundle.pem", "ca-key.pem", "ca.pem", "server-key.pem", "server.pem"]
+    assert sorted(p.name for p in home.tls.iterdir()) == ["ca-bundle.pem", "ca-key.pem", "ca.pem", "server-key.pem",
+                                                          "server.pem"]
 
 
 def test_ca_is_a_ca_and_signs_the_server_certificate(home: Home) -> None:

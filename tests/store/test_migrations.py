@@ -20,9 +20,9 @@ def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
     engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
     migrate(engine)
     assert schema_diff(engine) == []
-    assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "registry_connections", "sessions", "response_routes",
-                                                        "invocation_routes", "model_connections", "model_deployments",
-                                                        "alembic_version"}
+    assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "registry_connections", "sessions",
+                                                        "response_routes", "invocation_routes", "model_connections",
+                                                        "model_deployments", "alembic_version"}
 
 
 def test_an_empty_database_differs(tmp_path: Path) -> None:
@@ -76,7 +76,8 @@ def test_upgrading_a_first_schema_database_keeps_its_versions(tmp_path) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
-        connection.execute(text("INSERT INTO agents (project, name, created_at, last_version) VALUES ('default', 'a', 1, 2)"))
+        connection.execute(text("INSERT INTO agents (project, name, created_at, last_version) "
+                                "VALUES ('default', 'a', 1, 2)"))
         for number in (1, 2):
             connection.execute(text(
                 "INSERT INTO agent_versions (agent_id, number, created_at, metadata, definition, status, updated_at) "
@@ -106,7 +107,8 @@ def test_upgrading_a_sessions_database_adds_invocation_routes_and_keeps_its_rout
         connection.execute(text(
             "INSERT INTO sessions (id, project, agent_name, version_uid, version, status, idle_timeout_seconds, "
             "created_at, last_accessed_at) VALUES ('s1', 'default', 'a', 'u1', '1', 'active', 900, 1, 1.0)"))
-        connection.execute(text("INSERT INTO response_routes (response_id, session_id, created_at) VALUES ('r1', 's1', 1)"))
+        connection.execute(text("INSERT INTO response_routes (response_id, session_id, created_at) "
+                                "VALUES ('r1', 's1', 1)"))
     migrate(engine)
     assert schema_diff(engine) == []
     store = SessionStore(engine)

@@ -122,7 +122,8 @@ def test_disable_and_enable(project: AIProjectClient, server: DockyardProcess, a
                       headers={"Authorization": f"Bearer {token}"}, params={"api-version": "v1"}) as http:
         assert http.post(f"{server.endpoint}/agents/{agent}:disable").status_code == 204
         assert project.agents.get(agent_name=agent).state == "disabled"
-        refused = http.post(f"{server.endpoint}/agents/{agent}/endpoint/protocols/openai/responses", json={"input": "x"})
+        refused = http.post(f"{server.endpoint}/agents/{agent}/endpoint/protocols/openai/responses",
+                            json={"input": "x"})
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "AgentDisabled"
         assert http.post(f"{server.endpoint}/agents/{agent}:enable").status_code == 204
     assert project.get_openai_client(agent_name=agent).responses.create(input="back").output_text == "echo: back"
@@ -160,7 +161,8 @@ from azure.identity import DefaultAzureCredential
 from azure.ai.projects import AIProjectClient
 client = AIProjectClient(endpoint=os.environ["AZURE_AI_PROJECT_ENDPOINT"], credential=DefaultAzureCredential())
 openai = client.get_openai_client()
-answer = openai.responses.create(input="from 2.0.0b3", extra_body={{"agent": {{"name": {agent!r}, "type": "agent_reference"}}}})
+answer = openai.responses.create(input="from 2.0.0b3",
+                                 extra_body={{"agent": {{"name": {agent!r}, "type": "agent_reference"}}}})
 print(json.dumps({{"text": answer.output_text}}))
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")} | server.env()
@@ -215,7 +217,8 @@ def test_sessions_api_and_traffic_settings_through_the_sdk(project: AIProjectCli
     assert pinned.agent_session_id in listed
     project.agents.stop_session(agent_name=name, session_id=pinned.agent_session_id)
     assert project.agents.get_session(agent_name=name, session_id=pinned.agent_session_id).status == "idle"
-    assert [c for c in session_containers(name) if c.labels[f"{DOCKYARD_LABEL}.session"] == pinned.agent_session_id] == []
+    assert [c for c in session_containers(name)
+            if c.labels[f"{DOCKYARD_LABEL}.session"] == pinned.agent_session_id] == []
     project.agents.delete_session(agent_name=name, session_id=pinned.agent_session_id)
     from azure.core.exceptions import ResourceNotFoundError
 

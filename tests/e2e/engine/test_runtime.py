@@ -63,7 +63,8 @@ def images(engine_url: str, registry: Registry, auth_registry: Registry) -> dict
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str, images: dict[str, str]) -> Iterator[DockyardProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory, engine_url: str,
+           images: dict[str, str]) -> Iterator[DockyardProcess]:
     with engine_dockyard(tmp_path_factory.mktemp("runtime-home"), engine_url) as running:
         yield running
 
@@ -107,7 +108,8 @@ def test_create_runs_the_image_with_its_limits_and_delete_removes_it(
     client: AIProjectClient, engine: docker.DockerClient, images: dict[str, str]
 ) -> None:
     name = unique("echo")
-    created = client.agents.create_version(agent_name=name, definition=definition(images["echo-agent"], "0.5", "1536Mi"))
+    created = client.agents.create_version(agent_name=name,
+                                           definition=definition(images["echo-agent"], "0.5", "1536Mi"))
     assert created.status == "creating"
     active = wait_for_status(client, name, created.version, {"active", "failed"})
     assert active.status == "active", active.get("error")
@@ -194,10 +196,12 @@ def test_log_stream_relays_the_container_output(client: AIProjectClient, server:
     assert wait_for_status(client, name, created.version, {"active", "failed"}).status == "active"
     env = server.env()
     token = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
-                      headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])).json()
+                      headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
+                      verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])).json()
     url = f"{server.endpoint}/agents/{name}/versions/1/sessions/default:logstream"
     frames: list[dict[str, str]] = []
-    with httpx.stream("GET", url, params={"api-version": "v1"}, verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"]), timeout=30,
+    with httpx.stream("GET", url, params={"api-version": "v1"},
+                      verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"]), timeout=30,
                       headers={"Authorization": f"Bearer {token['access_token']}"}) as answer:
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith("text/event-stream")
@@ -225,7 +229,8 @@ def test_agent_identity_is_scoped_to_its_version(client: AIProjectClient, server
     assert "token: ok" in json.dumps(inside.json()), inside.json()
     # What DefaultAzureCredential inside the container does, done from the host against the same endpoint.
     answer = httpx.get(f"{server.url}/msi/token", params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
-                       headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, verify=ssl.create_default_context(cafile=bundle))
+                       headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
+                       verify=ssl.create_default_context(cafile=bundle))
     assert answer.status_code == 200
     token = answer.json()["access_token"]
     manage = httpx.get(f"{server.endpoint}/agents", params={"api-version": "v1"},
@@ -233,7 +238,8 @@ def test_agent_identity_is_scoped_to_its_version(client: AIProjectClient, server
     assert manage.status_code == 403 and manage.json()["error"]["code"] == "AgentIdentityNotAllowed"
     forged = env["IDENTITY_HEADER"][:-4] + "0000"
     assert httpx.get(f"{server.url}/msi/token", params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
-                     headers={"X-IDENTITY-HEADER": forged}, verify=ssl.create_default_context(cafile=bundle)).status_code == 401
+                     headers={"X-IDENTITY-HEADER": forged},
+                     verify=ssl.create_default_context(cafile=bundle)).status_code == 401
 
 
 def test_kill_nine_then_restart_adopts_running_containers(

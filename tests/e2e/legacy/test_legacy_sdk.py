@@ -76,7 +76,8 @@ def assert_not_active(status: str, error: dict | None) -> None:
 
 def report(result: subprocess.CompletedProcess[str]) -> dict:
     """The JSON a script printed last, after checking it succeeded."""
-    assert result.returncode == 0, f"exit {result.returncode}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+    assert result.returncode == 0, (f"exit {result.returncode}\n--- stdout ---\n{result.stdout}\n"
+                                    f"--- stderr ---\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -88,7 +89,8 @@ def test_legacy_venv_holds_the_pinned_sdk(legacy_py: Path) -> None:
     probe = subprocess.run(
         [str(legacy_py), "-c",
          "import json, importlib.metadata as m; "
-         "print(json.dumps({d: m.version(d) for d in ('azure-ai-projects', 'azure-identity', 'azure-core', 'aiohttp')}))"],
+         "print(json.dumps({d: m.version(d) "
+         "for d in ('azure-ai-projects', 'azure-identity', 'azure-core', 'aiohttp')}))"],
         capture_output=True, text=True, check=True,
     )
     assert json.loads(probe.stdout) == dict(r.split("==") for r in REQUIREMENTS)
@@ -257,7 +259,8 @@ def test_versions_get_list_paging_and_delete(run) -> None:
     assert result["agents_list_hosted"] == mine
     assert result["agents_list_prompt"] == []
 
-    assert result["delete_version"] == {"object": "agent.version.deleted", "name": name, "version": "2", "deleted": True}
+    assert result["delete_version"] == {"object": "agent.version.deleted", "name": name, "version": "2",
+                                        "deleted": True}
     assert result["after_delete_version"] == ["1", "3", "4", "5"]
     assert result["delete_agent"] == [{"object": "agent.deleted", "name": n, "deleted": True} for n in mine]
     assert result["get_after_delete"]["type"] == "ResourceNotFoundError"
@@ -300,7 +303,8 @@ def test_errors_as_the_sdk_surfaces_them(run) -> None:
     message = refused("bad_name", "InvalidAgentName")
     assert "1-bad" in message and "63" in message
 
-    for label in ("unknown_agent_get", "unknown_agent_get_version", "unknown_agent_list_versions", "unknown_agent_delete"):
+    for label in ("unknown_agent_get", "unknown_agent_get_version", "unknown_agent_list_versions",
+                  "unknown_agent_delete"):
         message = refused(label, "AgentNotFound", 404, "ResourceNotFoundError")
         assert f"{name}-missing" in message
 

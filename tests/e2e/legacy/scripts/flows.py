@@ -71,7 +71,8 @@ def flow_versions(name):
     for n in range(5):
         version = client.agents.create_version(
             agent_name=name,
-            definition=definition(cpu=["0.5", "1", "2", "4", "500m"][n], memory=["1Gi", "2Gi", "4Gi", "8Gi", "1024Mi"][n]),
+            definition=definition(cpu=["0.5", "1", "2", "4", "500m"][n],
+                                  memory=["1Gi", "2Gi", "4Gi", "8Gi", "1024Mi"][n]),
             description=f"version number {n + 1}",
             metadata={"n": str(n + 1)},
         )
@@ -167,7 +168,8 @@ def flow_errors(name):
                 container_protocol_versions=[ProtocolVersionRecord(protocol=AgentProtocol.RESPONSES, version="v9")]
             ),
         ),
-        "bad_image": lambda: client.agents.create_version(agent_name=name, definition=definition(image="Not A Valid Image")),
+        "bad_image": lambda: client.agents.create_version(agent_name=name,
+                                                          definition=definition(image="Not A Valid Image")),
         "cpu_8": lambda: client.agents.create_version(agent_name=name, definition=definition(cpu="8")),
         "memory_512Mi": lambda: client.agents.create_version(agent_name=name, definition=definition(memory="512Mi")),
         "bad_name": lambda: client.agents.create_version(agent_name="1-bad", definition=definition()),
