@@ -47,7 +47,8 @@ def dockyard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardProce
     cli(home, "connection", "add", "openai", "--base-url", "https://api.openai.com/v1", "--api-key-stdin", stdin=KEY)
     cli(home, "model", "add", "gpt-4o", "--connection", "openai", "--model-version", "2024-11-20")
     cli(home, "model", "add", "chat", "--azure-endpoint", "https://example.openai.azure.com", "--model",
-        "my-azure-deployment", "--api-key-stdin", stdin=AZURE_KEY)
+        "my-azure-deployment", "--model-name", "gpt-4o", "--model-version", "2024-11-20", "--api-key-stdin",
+        stdin=AZURE_KEY)
     cli(home, "model", "add", "gpt-4o-mini", "--local")
     cli(home, "model", "add", "llama", "--base-url", "http://127.0.0.1:9/v1", "--publisher", "Meta", "--chat-only")
     cli(home, "registry", "add", "acr", "--server", "myacr.azurecr.io", "--username", "puller", "--password-stdin",
@@ -95,13 +96,13 @@ def test_deployments_list_and_get(client: AIProjectClient) -> None:
     assert deployments["llama"].capabilities == {"chat_completion": "true"}
     got = client.deployments.get("chat")
     assert isinstance(got, ModelDeployment)
-    assert (got.name, got.model_name, got.connection_name) == ("chat", "my-azure-deployment", "chat")
+    assert (got.name, got.model_name, got.connection_name) == ("chat", "gpt-4o", "chat")
     assert client.deployments.get("gpt-4o-mini").connection_name == "local"
 
 
 def test_deployment_filters(client: AIProjectClient) -> None:
     assert [d.name for d in client.deployments.list(model_publisher="Meta")] == ["llama"]
-    assert [d.name for d in client.deployments.list(model_name="gpt-4o")] == ["gpt-4o"]
+    assert [d.name for d in client.deployments.list(model_name="gpt-4o")] == ["chat", "gpt-4o"]
     assert len(list(client.deployments.list(deployment_type="ModelDeployment"))) == 4
     assert list(client.deployments.list(model_publisher="nobody")) == []
 

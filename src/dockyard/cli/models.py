@@ -63,6 +63,8 @@ def model_add(
                                "instead of a key."),
     chat_only: bool = typer.Option(False, "--chat-only", help="The upstream speaks Chat Completions only: Responses "
                                    "calls are translated."),
+    model_name: str = typer.Option(None, "--model-name", help="The model name deployments report, e.g. gpt-4o for "
+                                   "an Azure deployment named otherwise (default: the upstream model)."),
     model_version: str = typer.Option("", "--model-version", help="The model version deployments report."),
     publisher: str = typer.Option(None, "--publisher", help="The publisher deployments report (default: OpenAI for "
                                   "OpenAI and Azure OpenAI, dockyard for the local model)."),
@@ -99,7 +101,7 @@ def model_add(
             created = target.name
         upstream_model = "" if local else (model or name)
         deployment = Deployment(
-            name=name, connection=target.name, model=upstream_model, model_name=upstream_model,
+            name=name, connection=target.name, model=upstream_model, model_name=model_name or upstream_model,
             model_version=model_version, model_publisher=publisher or default_publisher(target.kind),
             capabilities=default_capabilities(target.speaks_responses))
         store.add_deployment(DEFAULT_PROJECT, deployment)
