@@ -135,6 +135,33 @@ async def json_body(request: Request, limit: int | None = None) -> dict[str, Any
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request body is not valid JSON ({exc}).", code="InvalidRequestBody") from None
+    except RecursionError:
+        body = None  # deeper than the interpreter's stack: certainly past the bound below
+    if body is None or not _within_depth(body, MAX_JSON_DEPTH):
+        raise BadRequest(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.",
+                         code="InvalidRequestBody")
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.", code="InvalidRequestBody")
     return body
+
+
+# serde_json's bound. Bodies are later copied, compared and re-encoded by recursive code, so the parser's
+# own limit (the interpreter's stack) is not enough: a body just under it would fail there instead.
+MAX_JSON_DEPTH = 128
+
+
+def _within_depth(value: object, limit: int) -> bool:
+    """Whether no array or object in `value` is nested deeper than `limit`, walked without recursion."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True

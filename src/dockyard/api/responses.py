@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.api.dependencies import authenticate, json_body, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
 from dockyard.domain.errors import BadRequest, NotFound
+from dockyard.domain.sessions import validate_session_id
 
 router = APIRouter(prefix="/api/projects/{project}")
 
@@ -46,7 +47,11 @@ async def create_response(request: Request, project: str, agent_name: str | None
         raise BadRequest("Name the agent: send {\"agent_reference\": {\"type\": \"agent_reference\", \"name\": …}} "
                          "(2.0.0b3: \"agent\"), or use client.get_openai_client(agent_name=…).",
                          code="AgentReferenceRequired")
-    session_id = body.get("agent_session_id") or request.headers.get("x-agent-session-id")
+    session_id = body.get("agent_session_id")
+    if session_id in (None, ""):
+        session_id = request.headers.get("x-agent-session-id")
+    else:
+        session_id = validate_session_id(session_id)  # before it is used as a key: it may be any JSON
     session = await open_session(request, project, name, session_id, reference.get("version"))
     response_id = new_response_id()
     services(request).sandboxes.record_response(response_id, session.id)

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_operator, json_body, project, services
 from dockyard.api.forwarding import running_target
+from dockyard.domain.paging import PageRequest
 from dockyard.domain.sessions import Session, new_session_id
 
 router = APIRouter(prefix="/api/projects/{project}/agents/{agent_name}",
@@ -46,13 +47,14 @@ async def create_session(request: Request, agent_name: str, project: str = Depen
 
 @router.get("/endpoint/sessions")
 def list_sessions(request: Request, agent_name: str, project: str = Depends(project),
-                  after: str | None = None, limit: int = 20) -> dict[str, Any]:
+                  after: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    limit = PageRequest.parse(limit, None, after, None).limit  # refused with 400 out of 1..100
     services(request).control_plane.get_agent(project, agent_name)
     everything = services(request).sessions.list(project, agent_name)
     if after:
         ids = [s.id for s in everything]
         everything = everything[ids.index(after) + 1:] if after in ids else []
-    page = everything[: max(1, min(limit, 100))]
+    page = everything[:limit]
     items = [session_to_wire(s) for s in page]
     return {"object": "list", "data": items,
             "first_id": items[0]["agent_session_id"] if items else None,

@@ -81,6 +81,10 @@ class Agent:
         return self.name
 
 
+_MAX_VERSION_NUMBER = 2**63 - 1
+_MAX_VERSION_DIGITS = len(str(_MAX_VERSION_NUMBER))
+
+
 def version_id(agent_name: str, number: int) -> str:
     return f"{agent_name}:{number}"
 
@@ -93,7 +97,11 @@ def parse_version_number(text: str, agent_name: str | None = None) -> int | None
     name, _, tail = text.rpartition(":")
     if name and agent_name is not None and name != agent_name:
         return None
-    return int(tail) if tail.isascii() and tail.isdigit() and not tail.startswith("0") else None
+    # Longer than the store's 64-bit integers can be: no such version can exist (and SQLite would overflow).
+    if not (tail.isascii() and tail.isdigit()) or tail.startswith("0") or len(tail) > _MAX_VERSION_DIGITS:
+        return None
+    number = int(tail)
+    return number if number <= _MAX_VERSION_NUMBER else None
 
 
 def validate_metadata(metadata: Any) -> dict[str, str]:

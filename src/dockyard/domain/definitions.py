@@ -21,6 +21,7 @@ from dockyard.domain.errors import BadRequest
 from dockyard.domain.images import parse_image_reference
 from dockyard.domain.protocols import ProtocolVersion, parse_protocol_versions
 from dockyard.domain.resources import validate_cpu, validate_memory
+from dockyard.domain.sessions import validate_session_configuration
 from dockyard.domain.tools import validate_tools
 
 
@@ -49,6 +50,10 @@ _INTERPRETED = {
     "environment_variables",
 }
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Foundry states no limits here; these are dockyard's, far above what agents use and well inside what a
+# process environment can carry (Linux refuses an exec whose environment passes a few megabytes).
+MAX_ENVIRONMENT_VARIABLES = 1000
+MAX_ENVIRONMENT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class HostedDefinition:
             )
         if image is not None:
             parse_image_reference(image)
+        validate_session_configuration(wire.get("session_configuration"))
         return cls(
             protocols=_protocols_from(wire),
             cpu=validate_cpu(wire.get("cpu")),
@@ -220,6 +226,14 @@ def _environment_from(value: object) -> dict[str, str]:
             code="InvalidEnvironmentVariables",
             param="definition.environment_variables",
         )
+    if len(value) > MAX_ENVIRONMENT_VARIABLES:
+        raise BadRequest(
+            f"definition.environment_variables has {len(value)} variables; at most {MAX_ENVIRONMENT_VARIABLES} "
+            "are allowed. Put bulk configuration in a file the agent reads instead.",
+            code="InvalidEnvironmentVariables",
+            param="definition.environment_variables",
+        )
+    total = 0
     for name, item in value.items():
         if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             raise BadRequest(
@@ -235,4 +249,18 @@ def _environment_from(value: object) -> dict[str, str]:
                 code="InvalidEnvironmentVariables",
                 param="definition.environment_variables",
             )
+        if "\x00" in item:
+            # No process environment can hold a NUL: the sandbox would fail to start, over and over.
+            raise BadRequest(
+                f"Environment variable {name!r} contains a NUL character, which no process environment can hold.",
+                code="InvalidEnvironmentVariables",
+                param="definition.environment_variables",
+            )
+        total += len(name) + len(item.encode("utf-8", "surrogatepass")) + 2
+    if total > MAX_ENVIRONMENT_BYTES:
+        raise BadRequest(
+            f"definition.environment_variables take {total} bytes; at most {MAX_ENVIRONMENT_BYTES} are allowed.",
+            code="InvalidEnvironmentVariables",
+            param="definition.environment_variables",
+        )
     return dict(value)

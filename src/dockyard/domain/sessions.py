@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from dockyard.domain.errors import BadRequest
 
 DEFAULT_IDLE_TIMEOUT_SECONDS = 15 * 60
+# The service's range for session_configuration.idle_timeout_seconds (azure-ai-projects 2.x SessionConfiguration).
+IDLE_TIMEOUT_MIN = 120
+IDLE_TIMEOUT_MAX = 14400
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
@@ -51,8 +54,8 @@ def new_session_id() -> str:
     return uuid.uuid4().hex
 
 
-def validate_session_id(session_id: str) -> str:
-    if not _SESSION_ID.fullmatch(session_id):
+def validate_session_id(session_id: object) -> str:
+    if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
         raise BadRequest(
             f"Session id {session_id!r} is not valid: use up to 64 letters, digits, '-' or '_' "
             "(dockyard makes 32 hex characters when it creates one).",
@@ -60,6 +63,26 @@ def validate_session_id(session_id: str) -> str:
             param="agent_session_id",
         )
     return session_id
+
+
+def validate_session_configuration(configuration: object) -> None:
+    """A definition's `session_configuration`, refused at the edge rather than ignored when wrong."""
+    if configuration is None:
+        return
+    if not isinstance(configuration, dict):
+        raise BadRequest("definition.session_configuration must be an object, for example "
+                         '{"idle_timeout_seconds": 900}.', code="InvalidSessionConfiguration",
+                         param="definition.session_configuration")
+    value = configuration.get("idle_timeout_seconds")
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not IDLE_TIMEOUT_MIN <= value <= IDLE_TIMEOUT_MAX:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        raise BadRequest(
+            f"definition.session_configuration.idle_timeout_seconds is {shown}; use a whole number of seconds "
+            f"from {IDLE_TIMEOUT_MIN} to {IDLE_TIMEOUT_MAX} (default {DEFAULT_IDLE_TIMEOUT_SECONDS}).",
+            code="InvalidSessionConfiguration", param="definition.session_configuration.idle_timeout_seconds",
+        )
 
 
 def idle_timeout_from(options: dict[str, object]) -> int:

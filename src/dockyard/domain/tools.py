@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from dockyard.domain.errors import BadRequest
 
+MAX_TOOLS = 128
+
 
 def validate_tools(tools: object) -> list[dict[str, Any]] | None:
     if tools is None:
@@ -18,6 +20,9 @@ def validate_tools(tools: object) -> list[dict[str, Any]] | None:
     if not isinstance(tools, list):
         raise _invalid("definition.tools must be a list of tool objects, "
                        "for example [{\"type\": \"code_interpreter\"}].")
+    if len(tools) > MAX_TOOLS:
+        raise _invalid(f"definition.tools has {len(tools)} tools; at most {MAX_TOOLS} are allowed (OpenAI's limit "
+                       "for the tools of one request).")
     for index, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str) or not tool["type"]:
             raise _invalid(f"definition.tools[{index}] must be an object with a string 'type'; got {tool!r}.")

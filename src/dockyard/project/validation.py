@@ -19,6 +19,7 @@ from dockyard.domain.images import parse_image_reference
 from dockyard.domain.names import validate_agent_name
 from dockyard.domain.protocols import parse_protocol_versions
 from dockyard.domain.resources import validate_cpu, validate_memory
+from dockyard.domain.sessions import IDLE_TIMEOUT_MAX, IDLE_TIMEOUT_MIN
 from dockyard.domain.tools import validate_tools
 from dockyard.project.findings import Finding, ManifestError, by_line
 from dockyard.project.manifest import (
@@ -30,10 +31,6 @@ from dockyard.project.manifest import (
 )
 from dockyard.project.references import is_reference, literal_parts
 from dockyard.project.yamlfile import Document, read_document
-
-# The service's range for session_configuration.idle_timeout_seconds (azure-ai-projects 2.x SessionConfiguration).
-IDLE_TIMEOUT_MIN = 120
-IDLE_TIMEOUT_MAX = 14400
 
 
 def validate(path: Path) -> list[Finding]:
