@@ -89,7 +89,8 @@ def test_a_session_id_that_is_not_a_string_is_refused(http: httpx.Client, base: 
     assert assert_refused(http, base, answer)["code"] == "InvalidSessionId"
 
 
-@pytest.mark.parametrize("timeout", [-1, 0, 1e30, "x", True, 14401, 119])
+# Foundry's minimum is 120; dockyard also takes shorter ones (tests watch a release), `validate` flags them.
+@pytest.mark.parametrize("timeout", [-1, 0, 1e30, 1.5, "x", True, 14401])
 def test_idle_timeout_out_of_range_or_not_an_integer_is_refused(http: httpx.Client, base: str, timeout: object) -> None:
     body = definition(session_configuration={"idle_timeout_seconds": timeout})
     answer = http.post(f"{base}/agents/edge-idle/versions", params=V1, json=body)
