@@ -196,15 +196,18 @@ class Reconciler:
         if observed is not None and not observed.running:
             if not self._restart_allowed(desired, observed):
                 return
-        try:
-            workload = self.workload(desired)
-            observed = self.runtime.ensure_running(workload)
-        except RuntimeFailure as failure:
-            self._fail(desired, failure.code, failure.message)
-            return
-        except DockyardError as error:
-            self._fail(desired, error.code, error.message)
-            return
+        if observed is None or not observed.running:
+            # The workload is built only to start a container: its environment resolves the version's
+            # ${{connections.…}} references, and a running container keeps what it started with (a
+            # connection removed meanwhile fails the next start, not the sandbox that runs).
+            try:
+                observed = self.runtime.ensure_running(self.workload(desired))
+            except RuntimeFailure as failure:
+                self._fail(desired, failure.code, failure.message)
+                return
+            except DockyardError as error:
+                self._fail(desired, error.code, error.message)
+                return
         if version.status is not VersionStatus.ACTIVE:
             self._check_readiness(desired, observed)
 

@@ -49,6 +49,11 @@ def test_references_resolve_inside_the_container_and_statsbeat_is_off(server: Do
     version = project.agents.get_version(agent_name=agent, agent_version="1")
     assert version.definition["environment_variables"]["OPENAI_API_KEY"] == "${{connections.openai.credentials.key}}"
     assert KEY not in server.logs()
+    # A running sandbox keeps what it started with: removing the connection does not stop it.
+    cli(server, "connection", "remove", "openai")
+    time.sleep(5)  # two reconcile passes and more
+    assert project.agents.get_version(agent_name=agent, agent_version="1").status == "active"
+    assert env_in_container(project, agent, "OPENAI_API_KEY") == f"env OPENAI_API_KEY={KEY}"
 
 
 def test_a_missing_connection_fails_the_version_saying_how_to_fix_it(project: AIProjectClient, image: str) -> None:
