@@ -8,8 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from dockyard.api import agents, endpoint, identity, invocations, logs, responses, session_files, sessions
-from dockyard.api import connections, deployments
+from dockyard.api import (
+    agents,
+    connections,
+    deployments,
+    endpoint,
+    identity,
+    invocations,
+    logs,
+    responses,
+    session_files,
+    sessions,
+)
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
