@@ -63,10 +63,15 @@ def test_names_are_unique_per_project(models: ModelStore) -> None:
     assert caught.value.code == "DeploymentExists"
 
 
-def test_a_model_connection_may_not_take_a_registry_connections_name(engine: Engine, models: ModelStore) -> None:
+def test_model_and_registry_connections_share_one_namespace(engine: Engine, models: ModelStore) -> None:
     RegistryStore(engine).add("default", "acr", "r.example", "u", "p")
     with pytest.raises(Conflict, match="registry connection"):
         models.add_connection("default", Connection("acr", ProviderKind.OPENAI, "http://x/v1"))
+    # ...nor the other way round.
+    models.add_connection("default", Connection("openai", ProviderKind.OPENAI, "http://x/v1"))
+    with pytest.raises(Conflict, match="model connection") as caught:
+        RegistryStore(engine).add("default", "openai", "r.example", "u", "p")
+    assert caught.value.code == "ConnectionExists"
 
 
 def test_a_deployment_needs_its_connection_and_keeps_it_in_use(models: ModelStore) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dockyard.domain.errors import REGISTRY_CONNECTION_NOT_FOUND, Conflict, NotFound
 from dockyard.store.database import Repository, rowcount
-from dockyard.store.tables import RegistryConnectionRow
+from dockyard.store.tables import ModelConnectionRow, RegistryConnectionRow
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,12 @@ class RegistryStore(Repository):
                                     created_at=int(time.time()))
         try:
             with self._write() as session:
+                # One namespace for every kind of connection, as the connections API lists them together.
+                if session.scalar(select(ModelConnectionRow.id).where(
+                        ModelConnectionRow.project == project, ModelConnectionRow.name == name)) is not None:
+                    raise Conflict(f"A model connection named {name!r} already exists (`dockyard connection list`); "
+                                   "connection names are shared by every kind of connection. Choose another name.",
+                                   code="ConnectionExists")
                 session.add(row)
         except IntegrityError:
             raise Conflict(f"A registry connection named {name!r} already exists; remove it first.",
