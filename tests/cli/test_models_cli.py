@@ -69,6 +69,16 @@ def test_one_connection_many_deployments_and_removal_order(home: Path) -> None:
     assert listed(home, "connection") == []
 
 
+def test_connection_metadata(home: Path) -> None:
+    added = run(home, "connection", "add", "c", "--base-url", "http://x/v1", "--metadata", "region=eu",
+                "--metadata", "team=a=b")
+    assert added.returncode == 0, added.stderr
+    assert listed(home, "connection")[0]["metadata"] == {"region": "eu", "team": "a=b", "ApiType": "OpenAI",
+                                                         "SupportsResponses": "true"}
+    bad = run(home, "connection", "add", "d", "--base-url", "http://x/v1", "--metadata", "novalue")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
 def test_model_remove_takes_the_connection_model_add_made(home: Path) -> None:
     assert run(home, "model", "add", "m", "--base-url", "http://127.0.0.1:8080/v1").returncode == 0
     assert [c["name"] for c in listed(home, "connection")] == ["m"]

@@ -37,6 +37,8 @@ connection_app = typer.Typer(help="Connections to model providers: where deploym
 
 HomeOption = typer.Option(None, "--home", help="dockyard's home folder (default: $DOCKYARD_HOME or ~/.dockyard)")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+MetadataOption = typer.Option([], "--metadata", help="KEY=VALUE on the connection (repeatable); agents read it as "
+                              "${{connections.NAME.metadata.KEY}}. Not for secrets: metadata is listed.")
 
 
 def register(app: typer.Typer) -> None:
@@ -180,6 +182,7 @@ def connection_add(
     api_key_stdin: bool = typer.Option(False, "--api-key-stdin", help="Read the API key from standard input."),
     entra: bool = typer.Option(False, "--entra", help="Azure OpenAI with Entra ID instead of a key."),
     chat_only: bool = typer.Option(False, "--chat-only", help="The upstream speaks Chat Completions only."),
+    metadata: list[str] = MetadataOption,
     home: Path = HomeOption,
 ) -> None:
     """Add a connection to a model provider; then `dockyard model add NAME --connection CONNECTION`."""
@@ -190,7 +193,7 @@ def connection_add(
     store = _catalog(home).models
     try:
         connection = store.add_connection(DEFAULT_PROJECT, _new_connection(name, base_url, azure_endpoint,
-                                                                           api_key_stdin, entra, chat_only))
+                                                                           api_key_stdin, entra, chat_only, metadata))
     except DockyardError as error:
         fail(error.message, _exit_code(error))
     typer.echo(f"connection {name!r} added: {connection.kind.value} at {connection.target}")
@@ -252,7 +255,7 @@ def _implicit_connection_name(deployment: str) -> str:
 
 
 def _new_connection(name: str, base_url: str | None, azure_endpoint: str | None, api_key_stdin: bool, entra: bool,
-                    chat_only: bool) -> Connection:
+                    chat_only: bool, metadata: list[str] | None = None) -> Connection:
     from dockyard.domain.errors import DockyardError
     from dockyard.models.deployments import Connection, validate_base_url
     from dockyard.models.upstreams import AuthKind, ProviderKind
@@ -272,10 +275,15 @@ def _new_connection(name: str, base_url: str | None, azure_endpoint: str | None,
     if not azure and not target.rstrip("/").endswith("/v1"):
         note(f"note: {target} does not end in /v1; OpenAI-compatible servers usually serve under /v1 "
              "(e.g. http://127.0.0.1:8080/v1). Requests go to {base URL}/chat/completions and /responses.")
+    pairs = [item.partition("=") for item in metadata or []]
+    bad = [key + sep + value for key, sep, value in pairs if not sep or not key]
+    if bad:
+        fail(f"--metadata takes KEY=VALUE (got {', '.join(map(repr, bad))})", EXIT_USAGE)
     api_key = _read_key() if api_key_stdin else None
     auth = AuthKind.API_KEY if api_key else AuthKind.ENTRA if entra else AuthKind.NONE
     return Connection(name=name, kind=ProviderKind.AZURE_OPENAI if azure else ProviderKind.OPENAI, target=target,
-                      auth=auth, api_key=api_key, speaks_responses=not chat_only)
+                      auth=auth, api_key=api_key, metadata={key: value for key, _, value in pairs},
+                      speaks_responses=not chat_only)
 
 
 def _read_key() -> str:
