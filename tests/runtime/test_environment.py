@@ -110,3 +110,13 @@ def test_statsbeat_is_off_in_every_container_unless_the_definition_says_otherwis
 def test_platform_names_still_win(catalog: Catalog) -> None:
     environment = platform(catalog).for_version(desired({"PORT": "1", "FOUNDRY_AGENT_NAME": "x"}))
     assert environment["PORT"] == "8088" and environment["FOUNDRY_AGENT_NAME"] == "agent"
+
+
+def test_a_workload_never_shows_its_environment_in_a_repr(catalog: Catalog) -> None:
+    from decimal import Decimal
+
+    from dockyard.runtime.base import Workload, WorkloadKey
+
+    environment = platform(catalog).for_version(desired({"KEY": "${{connections.openai.credentials.key}}"}))
+    workload = Workload(WorkloadKey("u1"), "default", "agent", "1", "img", Decimal(1), 1 << 30, environment)
+    assert "sk-from-store" not in repr(workload) and workload.environment["KEY"] == "sk-from-store"

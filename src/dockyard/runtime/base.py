@@ -40,7 +40,8 @@ class Workload:
     image: str
     cpu: Decimal
     memory_bytes: int
-    environment: dict[str, str]
+    # Holds resolved ${{connections.…}} secrets: never in a repr, so never in a log or a traceback.
+    environment: dict[str, str] = field(repr=False)
     credentials: RegistryCredentials | None = None
     # `latest` (or no tag) is pulled on every activation; a digest never; other tags when missing.
     pull_always: bool = False
