@@ -14,6 +14,7 @@ from dockyard.api import (
     deployments,
     endpoint,
     identity,
+    inference,
     invocations,
     logs,
     responses,
@@ -53,6 +54,9 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(session_files.router)
     app.include_router(endpoint.router)
     app.include_router(responses.router)
+    # The model endpoint: under each project, and Azure OpenAI's paths at the host's root too.
+    app.include_router(inference.project_router)
+    app.include_router(inference.root_router)
     app.include_router(invocations.router)
     app.include_router(agents.router)
     app.include_router(logs.router)

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate, json_body, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
+from dockyard.api.inference import authenticate_inference, model_response
 from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.sessions import validate_session_id
 
@@ -35,9 +36,18 @@ def new_response_id() -> str:
 
 
 async def create_response(request: Request, project: str, agent_name: str | None = None) -> Response:
+    body = None
+    if agent_name is None:
+        # Naming a model and no agent makes it a call to a model deployment (api/inference.py), which
+        # takes any api-version an Azure OpenAI client sends and tokens for either audience.
+        authenticate_inference(request)
+        body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
+        if body.get("model") and not (body.get("agent_reference") or body.get("agent")):
+            return await model_response(request, project, body)
     check_api_version(request)
     principal = authenticate(request)
-    body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
+    if body is None:
+        body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
     reference = body.get("agent_reference") or body.get("agent") or {}
     if not isinstance(reference, dict):
         raise BadRequest("'agent_reference' must be an object {\"type\": \"agent_reference\", \"name\": …}.",

@@ -26,6 +26,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from dockyard.domain.errors import DockyardError
 from dockyard.models.upstreams import AuthKind, ProviderKind, Upstream
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -67,6 +68,13 @@ def rewrite_model(body: dict[str, Any], upstream: Upstream) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+class EntraUnavailable(DockyardError):
+    """dockyard's own Azure identity gave no token: the call never left."""
+
+    status_code = 502
+    code = "UpstreamCredentialUnavailable"
+
+
 class EntraTokens:
     """Bearer tokens for Azure OpenAI from dockyard's own `DefaultAzureCredential`, cached.
 
@@ -94,11 +102,21 @@ class EntraTokens:
             return self._token
 
     def _get_token(self) -> Any:
-        if self._credential is None:
-            from azure.identity import DefaultAzureCredential
+        from azure.core.exceptions import ClientAuthenticationError
 
-            self._credential = DefaultAzureCredential()
-        return self._credential.get_token(self.scope)
+        try:
+            if self._credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential()
+            return self._credential.get_token(self.scope)
+        except ClientAuthenticationError as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EntraUnavailable(
+                f"dockyard could not get an Entra ID token for {self.scope} to call Azure OpenAI: {first_line}. "
+                "Sign in where dockyard runs (`az login`, or the AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET "
+                "variables) and give that identity the 'Cognitive Services OpenAI User' role on the resource, or "
+                "use a key connection (--api-key-stdin).") from None
 
 
 async def auth_headers(upstream: Upstream, tokens: EntraTokens) -> dict[str, str]:

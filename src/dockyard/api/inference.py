@@ -1,0 +1,233 @@
+"""The project's model endpoint: OpenAI's and Azure OpenAI's inference paths, relayed to a deployment.
+
+Clients reach the same deployments by several paths; each below is one a real client sends (read from
+their sources and captured on the wire: openai 3.54, azure-ai-projects 2.10 and 2.0.0b3,
+langchain-openai 1.7, agent-framework-core 1.23 / -openai 1.17 / -foundry 1.10):
+
+- `{project}/openai/v1/{responses,chat/completions,embeddings,models}`, no api-version: the openai
+  client on `base_url={project}/openai/v1`, azure-ai-projects 2.x `get_openai_client()` (a token for
+  https://ai.azure.com), and so Agent Framework's `FoundryChatClient` (FOUNDRY_PROJECT_ENDPOINT +
+  FOUNDRY_MODEL).
+- `{project}/openai/{responses,chat/completions,embeddings,models}?api-version=2025-11-15-preview`:
+  2.0.0b3's `get_openai_client()` (an OpenAI client on `{project}/openai` with that default query).
+- `/openai/deployments/{d}/{chat/completions,completions,embeddings}?api-version=…`, plus
+  `/openai/responses` and `/openai/models`: `AzureOpenAI(azure_endpoint=E, api_version=V)`, with E the
+  host (these paths at the host root, which serves the default project) or the project endpoint.
+  LangChain's `AzureChatOpenAI(azure_endpoint=<host>, azure_deployment=d, api_version=
+  "2024-12-01-preview")` sends no `model` in the body: the path names the deployment. Agent
+  Framework's `OpenAIChatCompletionClient` on an Azure endpoint sends the same (2024-12-01-preview; its
+  embeddings 2024-10-21), with a token for https://cognitiveservices.azure.com.
+- `/openai/v1/responses?api-version=preview`: Agent Framework's `OpenAIChatClient` on an Azure endpoint
+  (an AzureOpenAI client on `{endpoint}/openai/v1/`). An AzureOpenAI client given that base URL sends
+  its other calls to `/openai/v1/deployments/{d}/…`, served too.
+
+Any api-version is accepted here: it names an Azure OpenAI API revision, and every revision's
+inference calls have the same body. Tokens may be for https://ai.azure.com or
+https://cognitiveservices.azure.com, from a person or from an agent's own identity (agents call
+models; they still may not manage agents). A token in the `api-key` header is accepted too, for
+clients configured with a key. A Responses call that names an agent is the agent gateway's
+(api/responses.py hands over only calls that name a `model` and no agent).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import aiohttp
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from dockyard.api.dependencies import json_body, services
+from dockyard.domain.errors import BadRequest, NotFound, Unauthorized
+from dockyard.identity.tokens import FOUNDRY_AUDIENCE, InvalidToken, Principal
+from dockyard.models.providers import EntraTokens, Operation, auth_headers, operation_url, rewrite_model
+from dockyard.models.relay import model_timeout, relay, relay_translated
+from dockyard.models.upstreams import Upstream
+
+COGNITIVE_SERVICES_AUDIENCE = "https://cognitiveservices.azure.com"
+_AUDIENCES = (FOUNDRY_AUDIENCE, COGNITIVE_SERVICES_AUDIENCE)
+
+project_router = APIRouter(prefix="/api/projects/{project}")
+root_router = APIRouter()
+
+# dockyard's own Entra identity, for Azure OpenAI connections that use it: one per process.
+_ENTRA = EntraTokens()
+# Which audience verified a token: a cognitiveservices token is then not checked against ai.azure.com
+# (and refused) on every call first. Bounded like the authority's own cache.
+_AUDIENCE_OF: dict[str, str] = {}
+_AUDIENCE_CACHE_SIZE = 4096
+
+
+def authenticate_inference(request: Request) -> Principal:
+    """A valid dockyard token for either audience; an agent's own identity is welcome here."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("The Authorization header must be 'Bearer <token>'.",
+                               code="InvalidAuthenticationScheme")
+        token = token.strip()
+    else:
+        token = request.headers.get("api-key", "").strip()
+        if not token:
+            raise Unauthorized(
+                "The request has no bearer token. Authenticate with DefaultAzureCredential after "
+                "`eval \"$(dockyard env)\"` (a token for https://ai.azure.com or https://cognitiveservices.azure.com), "
+                "or send 'Authorization: Bearer <token>'.", code="MissingToken")
+    authority = services(request).authority
+    known = _AUDIENCE_OF.get(token)
+    audiences = (known,) if known is not None else _AUDIENCES
+    first: InvalidToken | None = None
+    for audience in audiences:
+        try:
+            principal = authority.verify(token, audience=audience)
+        except InvalidToken as exc:
+            first = first or exc
+            continue
+        if known is None:
+            if len(_AUDIENCE_OF) >= _AUDIENCE_CACHE_SIZE:
+                _AUDIENCE_OF.clear()
+            _AUDIENCE_OF[token] = audience
+        request.state.principal = principal
+        return principal
+    assert first is not None
+    reason = first.reason
+    if "audience" in reason:
+        reason = f"The access token is not for this audience; request a token for {' or '.join(_AUDIENCES)}."
+    raise Unauthorized(reason, code="InvalidToken")
+
+
+def _check_project(request: Request, project: str) -> str:
+    projects = services(request).settings.projects
+    if project not in projects:
+        raise NotFound(f"Project {project!r} does not exist on this dockyard. Known projects: {', '.join(projects)}. "
+                       "Use the AZURE_AI_PROJECT_ENDPOINT that `dockyard env` prints.", code="ProjectNotFound")
+    return project
+
+
+@lru_cache(maxsize=8)
+def _timeout(read_seconds: float) -> aiohttp.ClientTimeout:
+    return model_timeout(read_seconds)
+
+
+async def _resolve(request: Request, project: str, name: Any) -> Upstream:
+    if not isinstance(name, str) or not name:
+        names = ", ".join(services(request).catalog.names(project)) or "none"  # type: ignore[union-attr]
+        raise BadRequest(f"Name the model deployment to call in 'model'. Deployments in this project: {names}.",
+                         code="ModelRequired", param="model")
+    return await services(request).catalog.resolve_ready(project, name)  # type: ignore[union-attr]
+
+
+async def forward(request: Request, upstream: Upstream, operation: Operation, body: dict[str, Any]) -> Response:
+    """Relay one call to the deployment's upstream (translating Responses when it speaks only Chat)."""
+    the = services(request)
+    assert the.http is not None
+    headers = {"content-type": "application/json", "accept": request.headers.get("accept", "application/json"),
+               **await auth_headers(upstream, _ENTRA)}
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    timeout = _timeout(the.settings.invocation_timeout_seconds)
+    if operation is Operation.RESPONSES and not upstream.speaks_responses:
+        return await relay_translated(the.http, upstream, operation_url(upstream, Operation.CHAT_COMPLETIONS),
+                                      headers=headers, request=body, timeout=timeout, request_id=request_id)
+    return await relay(the.http, upstream, operation, "POST", operation_url(upstream, operation), headers=headers,
+                       content=rewrite_model(body, upstream), timeout=timeout, request_id=request_id)
+
+
+async def model_response(request: Request, project: str, body: dict[str, Any]) -> Response:
+    """`POST …/responses` naming a model and no agent (called by api/responses.py once it has the body)."""
+    _check_project(request, project)
+    upstream = await _resolve(request, project, body.get("model"))
+    return await forward(request, upstream, Operation.RESPONSES, body)
+
+
+async def _call(request: Request, project: str, operation: Operation, deployment: str | None = None) -> Response:
+    authenticate_inference(request)
+    _check_project(request, project)
+    body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
+    # The Azure OpenAI paths name the deployment; LangChain sends no `model` in the body then.
+    upstream = await _resolve(request, project, deployment or body.get("model"))
+    return await forward(request, upstream, operation, body)
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "dockyard"}
+
+
+async def list_models(request: Request, project: str) -> JSONResponse:
+    """The project's deployments in OpenAI's model list shape (what `client.models.list()` reads)."""
+    authenticate_inference(request)
+    _check_project(request, project)
+    names = services(request).catalog.names(project)  # type: ignore[union-attr]
+    return JSONResponse({"object": "list", "data": [_model_entry(name) for name in names]})
+
+
+async def get_model(request: Request, project: str, model: str) -> JSONResponse:
+    authenticate_inference(request)
+    _check_project(request, project)
+    await _resolve(request, project, model)  # 404 DeploymentNotFound, listing the deployments there are
+    return JSONResponse(_model_entry(model))
+
+
+# ---- routes -------------------------------------------------------------------------------------------
+
+_OPERATIONS = (Operation.CHAT_COMPLETIONS, Operation.COMPLETIONS, Operation.EMBEDDINGS)
+# Deployment-path operations (Azure OpenAI's classic surface).
+_DEPLOYMENT_BASES = ("/openai/deployments/{deployment}", "/openai/v1/deployments/{deployment}")
+
+
+def _by_model(operation: Operation) -> tuple[Any, Any]:
+    async def in_project(request: Request, project: str) -> Response:
+        return await _call(request, project, operation)
+
+    async def at_root(request: Request) -> Response:
+        return await _call(request, _root_project(request), operation)
+
+    return in_project, at_root
+
+
+def _by_deployment(operation: Operation) -> tuple[Any, Any]:
+    async def in_project(request: Request, project: str, deployment: str) -> Response:
+        return await _call(request, project, operation, deployment)
+
+    async def at_root(request: Request, deployment: str) -> Response:
+        return await _call(request, _root_project(request), operation, deployment)
+
+    return in_project, at_root
+
+
+def _root_project(request: Request) -> str:
+    """The host's root serves the default project (AzureOpenAI and LangChain given the host as endpoint)."""
+    return services(request).settings.projects[0]
+
+
+async def _root_list_models(request: Request) -> JSONResponse:
+    return await list_models(request, _root_project(request))
+
+
+async def _root_get_model(request: Request, model: str) -> JSONResponse:
+    return await get_model(request, _root_project(request), model)
+
+
+async def _root_responses(request: Request) -> Response:
+    # The agent gateway's create_response hands calls that name a model back to `model_response`.
+    from dockyard.api.responses import create_response
+
+    return await create_response(request, _root_project(request))
+
+
+for _base in ("/openai/v1", "/openai"):
+    for _operation in _OPERATIONS:
+        _in_project, _at_root = _by_model(_operation)
+        project_router.add_api_route(f"{_base}/{_operation.value}", _in_project, methods=["POST"])
+        root_router.add_api_route(f"{_base}/{_operation.value}", _at_root, methods=["POST"])
+    project_router.add_api_route(f"{_base}/models", list_models, methods=["GET"])
+    project_router.add_api_route(f"{_base}/models/{{model}}", get_model, methods=["GET"])
+    root_router.add_api_route(f"{_base}/models", _root_list_models, methods=["GET"])
+    root_router.add_api_route(f"{_base}/models/{{model}}", _root_get_model, methods=["GET"])
+    root_router.add_api_route(f"{_base}/responses", _root_responses, methods=["POST"])
+for _base in _DEPLOYMENT_BASES:
+    for _operation in _OPERATIONS:
+        _in_project, _at_root = _by_deployment(_operation)
+        project_router.add_api_route(f"{_base}/{_operation.value}", _in_project, methods=["POST"])
+        root_router.add_api_route(f"{_base}/{_operation.value}", _at_root, methods=["POST"])
