@@ -3,6 +3,12 @@
 The home holds the database, the local CA and server certificate, the token signing key, the
 managed-identity secret and a record of the server that is running. Secrets are written with mode
 0600 from the moment they exist (never created world-readable and tightened afterwards).
+
+The folder is 0700 and what it holds is 0600 whether dockyard made the folder or found it: a home made
+by hand (or by an older dockyard) with the usual 0755/0644 is tightened on every start. The one
+exception is the public certificates (the CA and the server's), which stay 0644 because containers'
+unprivileged users read the CA bundle through a bind mount. A home that other users can write to is
+refused: whoever could write there could have planted a key.
 """
 
 from __future__ import annotations
@@ -39,6 +45,20 @@ def write_public(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _refuse_if_others_can_write(folder: Path) -> None:
+    info = folder.stat()
+    if info.st_mode & 0o022:
+        raise HomeError(
+            f"dockyard's home {folder} can be written by other users (mode {info.st_mode & 0o777:o}), who could "
+            f"have replaced its keys. Check its contents, then `chmod 700 {folder}`, or use another --home."
+        )
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        raise HomeError(
+            f"dockyard's home {folder} belongs to another user (uid {info.st_uid}). Use a home of your own "
+            "(--home DIR or DOCKYARD_HOME)."
+        )
 
 
 @dataclass(frozen=True)
@@ -86,7 +106,7 @@ class Home:
         """This dockyard's identity on the container engine, kept so a restart adopts its containers."""
         path = self.root / "instance-id"
         if not path.exists():
-            write_public(path, secrets.token_hex(8).encode())
+            write_private(path, secrets.token_hex(8).encode())
         return path.read_text().strip()
 
     @property
@@ -94,19 +114,37 @@ class Home:
         return self.root / "server.json"
 
     def ensure(self) -> Home:
-        """Create the folder layout, or explain why it cannot be used."""
+        """Create the folder layout (private to its owner), or explain why it cannot be used."""
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _refuse_if_others_can_write(self.root)
+            self.root.chmod(0o700)
             self.tls.mkdir(exist_ok=True, mode=0o700)
+            self.tls.chmod(0o700)
             probe = self.root / f".write-probe-{secrets.token_hex(4)}"
             probe.write_bytes(b"")
             probe.unlink()
+            self._make_files_private()
         except OSError as exc:
             raise HomeError(
                 f"dockyard's home {self.root} is not writable ({exc.strerror or exc}). "
                 "Pass --home DIR or set DOCKYARD_HOME to a folder you can write to."
             ) from None
         return self
+
+    def _make_files_private(self) -> None:
+        """0600 for everything but the public certificates; the database exists 0600 before SQLite opens it.
+
+        SQLite gives its -wal and -shm files the database file's mode, so creating the (empty, valid)
+        database file 0600 here keeps all three private from the first write.
+        """
+        if not self.database.exists():
+            os.close(os.open(self.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        public = {self.ca_cert, self.server_cert, self.ca_bundle}
+        for folder in (self.root, self.tls):
+            for path in folder.iterdir():
+                if path.is_file() and not path.is_symlink() and path not in public and path.stat().st_mode & 0o077:
+                    path.chmod(0o600)
 
     def identity_secret(self) -> str:
         """The X-IDENTITY-HEADER secret, made on first use and kept for every later run."""
@@ -122,7 +160,7 @@ class Home:
             return None
 
     def write_server_record(self, record: dict[str, Any]) -> None:
-        write_public(self.server_record, json.dumps(record, indent=2).encode())
+        write_private(self.server_record, json.dumps(record, indent=2).encode())
 
     def clear_server_record(self, pid: int) -> None:
         record = self.read_server_record()
