@@ -17,9 +17,9 @@ from dockyard.control_plane import ControlPlane
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from dockyard.gateway.sandboxes import Sandboxes
-from dockyard.models.catalog import Catalog
 from dockyard.identity.agents import AGENT_ROLE
 from dockyard.identity.tokens import InvalidToken, Principal, TokenAuthority
+from dockyard.models.catalog import Catalog
 from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import Runtime
 from dockyard.settings import Settings
