@@ -39,6 +39,7 @@ from dockyard.store.agents import AgentStore
 from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
+from dockyard.store.secrets import SecretBox
 from dockyard.store.sessions import SessionStore
 
 log = logging.getLogger("dockyard.server")
@@ -84,13 +85,18 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     engine_db = open_engine(sqlite_url(home.database))
     migrate(engine_db)
     store = AgentStore(engine_db)
-    registries = RegistryStore(engine_db)
+    secrets = SecretBox.from_home(home)
+    registries = RegistryStore(engine_db, secrets)
+    models = ModelStore(engine_db, secrets)
+    sealed = registries.seal_plaintext() + models.seal_plaintext()
+    if sealed:
+        log.info("encrypted %d secret(s) an older dockyard had stored in the clear", sealed)
     identity_secret = home.identity_secret()
     runtime = None
     if engine is not None:
         runtime = ContainersRuntime(engine, instance_id=home.instance_id(), ca_bundle=home.ca_bundle)
     # Deployments and connections.
-    catalog = Catalog(ModelStore(engine_db), registries)
+    catalog = Catalog(models, registries)
     platform = PlatformEnvironment(base_url=container_base_url, identity_secret=identity_secret,
                                    connections=catalog.connection)
     sessions = SessionStore(engine_db)

@@ -19,6 +19,9 @@ from dockyard.store.agents import DesiredVersion
 from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
+from dockyard.store.secrets import SecretBox
+
+SECRETS = SecretBox.generate()  # one key for every store in this module, as one home has
 
 
 @pytest.fixture
@@ -31,11 +34,11 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def catalog(engine: Engine) -> Catalog:
-    models = ModelStore(engine)
+    models = ModelStore(engine, SECRETS)
     models.add_connection("default", Connection("openai", ProviderKind.OPENAI, "https://api.openai.com/v1",
                                                 AuthKind.API_KEY, api_key="sk-from-store", metadata={"region": "eu"}))
-    RegistryStore(engine).add("default", "acr", "r.example", "puller", "pw")
-    return Catalog(models, RegistryStore(engine))
+    RegistryStore(engine, SECRETS).add("default", "acr", "r.example", "puller", "pw")
+    return Catalog(models, RegistryStore(engine, SECRETS))
 
 
 def desired(environment: dict[str, str], project: str = "default") -> DesiredVersion:
@@ -75,7 +78,7 @@ def test_references_resolve_when_the_sandbox_starts(catalog: Catalog) -> None:
 def test_a_changed_key_reaches_the_next_sandbox(engine: Engine, catalog: Catalog) -> None:
     version = desired({"KEY": "${{connections.openai.credentials.key}}"})
     assert platform(catalog).for_version(version)["KEY"] == "sk-from-store"
-    models = ModelStore(engine)
+    models = ModelStore(engine, SECRETS)
     models.remove_connection("default", "openai")
     models.add_connection("default", Connection("openai", ProviderKind.OPENAI, "https://api.openai.com/v1",
                                                 AuthKind.API_KEY, api_key="sk-rotated"))

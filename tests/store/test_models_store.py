@@ -16,6 +16,9 @@ from dockyard.models.upstreams import AuthKind, ProviderKind, Upstream
 from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
+from dockyard.store.secrets import SecretBox, SecretKeyMismatch
+
+SECRETS = SecretBox.generate()  # one key for every store in this module, as one home has
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def models(engine: Engine) -> ModelStore:
-    return ModelStore(engine)
+    return ModelStore(engine, SECRETS)
 
 
 OPENAI = Connection("openai", ProviderKind.OPENAI, "https://api.openai.com/v1", AuthKind.API_KEY, api_key="sk-live-1",
@@ -64,13 +67,13 @@ def test_names_are_unique_per_project(models: ModelStore) -> None:
 
 
 def test_model_and_registry_connections_share_one_namespace(engine: Engine, models: ModelStore) -> None:
-    RegistryStore(engine).add("default", "acr", "r.example", "u", "p")
+    RegistryStore(engine, SECRETS).add("default", "acr", "r.example", "u", "p")
     with pytest.raises(Conflict, match="registry connection"):
         models.add_connection("default", Connection("acr", ProviderKind.OPENAI, "http://x/v1"))
     # ...nor the other way round.
     models.add_connection("default", Connection("openai", ProviderKind.OPENAI, "http://x/v1"))
     with pytest.raises(Conflict, match="model connection") as caught:
-        RegistryStore(engine).add("default", "openai", "r.example", "u", "p")
+        RegistryStore(engine, SECRETS).add("default", "openai", "r.example", "u", "p")
     assert caught.value.code == "ConnectionExists"
 
 
@@ -109,10 +112,11 @@ def test_ensure_is_idempotent_and_keeps_what_is_there(models: ModelStore) -> Non
     assert catalog.names("default") == [LOCAL]
 
 
-def test_the_key_is_stored_but_never_in_a_repr(engine: Engine, models: ModelStore) -> None:
+def test_the_key_is_stored_sealed_and_never_in_a_repr(engine: Engine, models: ModelStore) -> None:
     models.add_connection("default", OPENAI)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT api_key FROM model_connections")).scalar() == "sk-live-1"
+        assert connection.execute(text("SELECT api_key FROM model_connections")).scalar().startswith("fernet:")
+    assert models.get_connection("default", "openai").api_key == "sk-live-1"
     assert "sk-live-1" not in repr(models.list_connections("default"))
 
 
@@ -168,7 +172,7 @@ def test_another_processs_changes_show_within_the_cache_time(tmp_path: Path, mod
     models.add_deployment("default", deployment("m"))
     catalog = Catalog(models, cache_seconds=0.05)
     assert catalog.resolve("default", "m").model == "m"
-    other = ModelStore(open_engine(sqlite_url(tmp_path / "dockyard.db")))  # the CLI's own engine
+    other = ModelStore(open_engine(sqlite_url(tmp_path / "dockyard.db")), SECRETS)  # the CLI's own engine
     other.remove_deployment("default", "m")
     other.add_deployment("default", deployment("m", model="m-2"))
     # A new name is found at once (a miss reads again)...
@@ -214,7 +218,7 @@ def test_a_local_model_not_installed_or_not_running_is_503_saying_what_to_do(tmp
 
 def test_connections_list_model_and_registry_connections_with_one_default_per_type(engine: Engine,
                                                                                   models: ModelStore) -> None:
-    registries = RegistryStore(engine)
+    registries = RegistryStore(engine, SECRETS)
     registries.add("default", "acr", "r.example", "u", "pw")
     models.add_connection("default", OPENAI)
     models.add_connection("default", Connection("second", ProviderKind.OPENAI, "http://127.0.0.1:1/v1"))
@@ -239,3 +243,31 @@ def test_deployment_filters(models: ModelStore) -> None:
     assert [d.name for d in catalog.deployments("default", model_name="LLAMA")] == ["b"]
     assert [d.name for d in catalog.deployments("default", deployment_type="ModelDeployment")] == ["a", "b"]
     assert catalog.deployments("default", deployment_type="Other") == []
+
+
+def test_keys_and_passwords_are_encrypted_at_rest(engine: Engine) -> None:
+    """The database file alone gives no secret away; the key lives in the home (issue 13)."""
+    models, registries = ModelStore(engine, SECRETS), RegistryStore(engine, SECRETS)
+    models.add_connection("default", Connection(name="vendor", kind=ProviderKind.OPENAI, target="https://v.example/v1",
+                                                auth=AuthKind.API_KEY, api_key="sk-very-secret"))
+    registries.add("default", "acr2", "r2.example", "u", "hunter2-password")
+    with engine.connect() as raw:
+        dumped = " ".join(str(row) for table in ("model_connections", "registry_connections")
+                          for row in raw.exec_driver_sql(f"SELECT * FROM {table}"))
+    assert "sk-very-secret" not in dumped and "hunter2-password" not in dumped
+    assert models.get_connection("default", "vendor").api_key == "sk-very-secret"
+    assert registries.get("default", "acr2").password == "hunter2-password"
+    with pytest.raises(SecretKeyMismatch):
+        ModelStore(engine, SecretBox.generate()).get_connection("default", "vendor")
+
+
+def test_secrets_an_older_dockyard_stored_in_the_clear_are_sealed(engine: Engine) -> None:
+    with engine.begin() as raw:
+        raw.exec_driver_sql("INSERT INTO registry_connections (project, name, server, username, password, created_at) "
+                            "VALUES ('default', 'old', 'old.example', 'u', 'plain-old-password', 0)")
+    registries = RegistryStore(engine, SECRETS)
+    assert registries.get("default", "old").password == "plain-old-password"  # still readable
+    assert registries.seal_plaintext() == 1 and registries.seal_plaintext() == 0
+    with engine.connect() as raw:
+        stored = raw.exec_driver_sql("SELECT password FROM registry_connections WHERE name = 'old'").scalar()
+    assert stored.startswith("fernet:") and registries.get("default", "old").password == "plain-old-password"

@@ -94,6 +94,7 @@ app.add_typer(registry_app, name="registry")
 def _registries(home: Path | None):  # type: ignore[no-untyped-def]
     from dockyard.store.database import migrate, open_engine, sqlite_url
     from dockyard.store.registries import RegistryStore
+    from dockyard.store.secrets import SecretBox
 
     try:
         store = Home(home or default_home()).ensure()
@@ -101,7 +102,7 @@ def _registries(home: Path | None):  # type: ignore[no-untyped-def]
         raise _fail(str(exc)) from None
     engine = open_engine(sqlite_url(store.database))
     migrate(engine)
-    return RegistryStore(engine)
+    return RegistryStore(engine, SecretBox.from_home(store))
 
 
 @registry_app.command("add")

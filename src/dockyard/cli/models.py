@@ -239,6 +239,7 @@ def _catalog(home: Path | None) -> Catalog:
     from dockyard.store.database import migrate, open_engine, sqlite_url
     from dockyard.store.models import ModelStore
     from dockyard.store.registries import RegistryStore
+    from dockyard.store.secrets import SecretBox
 
     try:
         root = Home(home or default_home()).ensure()
@@ -246,7 +247,8 @@ def _catalog(home: Path | None) -> Catalog:
         fail(str(exc), EXIT_USAGE)
     engine = open_engine(sqlite_url(root.database))
     migrate(engine)
-    return Catalog(ModelStore(engine), RegistryStore(engine))
+    secrets = SecretBox.from_home(root)
+    return Catalog(ModelStore(engine, secrets), RegistryStore(engine, secrets))
 
 
 def _implicit_connection_name(deployment: str) -> str:

@@ -4,9 +4,8 @@ One store for both: a deployment names its connection, and the two are read toge
 snapshots a project's deployments and connections in one transaction). Rows become the pure values
 of `dockyard.models.deployments`; validation happens there, before anything is written.
 
-API keys are stored as they are, like registry passwords: encryption at rest is a separate piece of
-work (issue 9 leaves it out). They never leave this module except inside a `Connection`, whose repr
-hides them.
+API keys are sealed with the home's key (store/secrets.py) before they reach the database. They never
+leave this module except inside a `Connection`, whose repr hides them.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,10 +21,24 @@ from dockyard.domain.errors import Conflict, NotFound
 from dockyard.models.deployments import CONNECTION_NOT_FOUND, DEPLOYMENT_NOT_FOUND, Connection, Deployment, Sku
 from dockyard.models.upstreams import AuthKind, ProviderKind
 from dockyard.store.database import Repository
+from dockyard.store.secrets import SecretBox, is_sealed
 from dockyard.store.tables import DeploymentRow, ModelConnectionRow, RegistryConnectionRow
 
 
 class ModelStore(Repository):
+    def __init__(self, engine: Engine, secrets: SecretBox) -> None:
+        super().__init__(engine)
+        self._secrets = secrets
+
+    def seal_plaintext(self) -> int:
+        """Seal keys stored in the clear (by a build before encryption at rest); how many there were."""
+        with self._write() as session:
+            rows = [r for r in session.scalars(select(ModelConnectionRow))
+                    if r.api_key is not None and not is_sealed(r.api_key)]
+            for row in rows:
+                row.api_key = self._secrets.seal(row.api_key)
+        return len(rows)
+
     # -- connections --------------------------------------------------------------------------------
 
     def add_connection(self, project: str, connection: Connection) -> Connection:
@@ -34,7 +47,7 @@ class ModelStore(Repository):
             with self._write() as session:
                 if self._registry_named(session, project, connection.name):
                     raise _connection_exists(connection.name, "registry connection")
-                session.add(_connection_row(project, connection))
+                session.add(_connection_row(project, connection, self._secrets))
         except IntegrityError:
             raise _connection_exists(connection.name, "connection") from None
         return connection
@@ -46,7 +59,7 @@ class ModelStore(Repository):
             with self._write() as session:
                 if session.scalar(self._connection_query(project, connection.name)) is not None:
                     return False
-                session.add(_connection_row(project, connection))
+                session.add(_connection_row(project, connection, self._secrets))
         except IntegrityError:  # another process added it meanwhile
             return False
         return True
@@ -56,13 +69,13 @@ class ModelStore(Repository):
             row = session.scalar(self._connection_query(project, name))
             if row is None:
                 raise connection_not_found(name)
-            return _connection(row)
+            return _connection(row, self._secrets)
 
     def list_connections(self, project: str) -> list[Connection]:
         with self._read() as session:
             rows = session.scalars(select(ModelConnectionRow).where(ModelConnectionRow.project == project)
                                    .order_by(ModelConnectionRow.id))
-            return [_connection(row) for row in rows]
+            return [_connection(row, self._secrets) for row in rows]
 
     def remove_connection(self, project: str, name: str) -> None:
         with self._write() as session:
@@ -131,7 +144,7 @@ class ModelStore(Repository):
     def snapshot(self, project: str) -> tuple[list[Deployment], list[Connection]]:
         """A project's deployments and connections, read in one transaction."""
         with self._read() as session:
-            connections = [_connection(row) for row in session.scalars(
+            connections = [_connection(row, self._secrets) for row in session.scalars(
                 select(ModelConnectionRow).where(ModelConnectionRow.project == project))]
             return self._deployments(session, project), connections
 
@@ -168,16 +181,18 @@ def _connection_exists(name: str, what: str) -> Conflict:
                     "connection. Choose another name, or remove it first.", code="ConnectionExists")
 
 
-def _connection_row(project: str, connection: Connection) -> ModelConnectionRow:
+def _connection_row(project: str, connection: Connection, secrets: SecretBox) -> ModelConnectionRow:
     return ModelConnectionRow(
         project=project, name=connection.name, kind=connection.kind.value, target=connection.target,
-        auth=connection.auth.value, api_key=connection.api_key, metadata_=dict(connection.metadata),
+        auth=connection.auth.value, api_key=secrets.seal(connection.api_key),
+        metadata_=dict(connection.metadata),
         speaks_responses=connection.speaks_responses, created_at=int(time.time()))
 
 
-def _connection(row: ModelConnectionRow) -> Connection:
+def _connection(row: ModelConnectionRow, secrets: SecretBox) -> Connection:
     return Connection(name=row.name, kind=ProviderKind(row.kind), target=row.target, auth=AuthKind(row.auth),
-                      api_key=row.api_key, metadata={str(k): str(v) for k, v in (row.metadata_ or {}).items()},
+                      api_key=secrets.open(row.api_key),
+                      metadata={str(k): str(v) for k, v in (row.metadata_ or {}).items()},
                       speaks_responses=row.speaks_responses)
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.domain.errors import REGISTRY_CONNECTION_NOT_FOUND, Conflict, NotFound
 from dockyard.store.database import Repository, rowcount
+from dockyard.store.secrets import SecretBox, is_sealed
 from dockyard.store.tables import ModelConnectionRow, RegistryConnectionRow
 
 
@@ -33,9 +34,15 @@ def connection_name(connection_id: str) -> str:
 
 
 class RegistryStore(Repository):
+    """Passwords are sealed with the home's key (store/secrets.py) before they reach the database."""
+
+    def __init__(self, engine: Engine, secrets: SecretBox) -> None:
+        super().__init__(engine)
+        self._secrets = secrets
+
     def add(self, project: str, name: str, server: str, username: str, password: str) -> RegistryConnection:
-        row = RegistryConnectionRow(project=project, name=name, server=server, username=username, password=password,
-                                    created_at=int(time.time()))
+        row = RegistryConnectionRow(project=project, name=name, server=server, username=username,
+                                    password=self._secrets.seal(password), created_at=int(time.time()))
         try:
             with self._write() as session:
                 # One namespace for every kind of connection, as the connections API lists them together.
@@ -61,7 +68,16 @@ class RegistryStore(Repository):
         with self._read() as session:
             rows = session.scalars(select(RegistryConnectionRow).where(RegistryConnectionRow.project == project)
                                    .order_by(RegistryConnectionRow.name)).all()
-            return [RegistryConnection(r.name, r.server, r.username, r.password) for r in rows]
+            return [RegistryConnection(r.name, r.server, r.username, self._secrets.open(r.password) or "")
+                    for r in rows]
+
+    def seal_plaintext(self) -> int:
+        """Seal passwords an older dockyard stored in the clear; how many there were."""
+        with self._write() as session:
+            rows = [r for r in session.scalars(select(RegistryConnectionRow)) if not is_sealed(r.password)]
+            for row in rows:
+                row.password = self._secrets.seal(row.password) or ""
+        return len(rows)
 
     def get(self, project: str, connection_id: str) -> RegistryConnection:
         name = connection_name(connection_id)
