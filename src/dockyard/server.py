@@ -30,6 +30,7 @@ from dockyard.identity.tls import ensure_tls
 from dockyard.identity.tokens import TokenAuthority
 from dockyard.logs import logging_config
 from dockyard.models.catalog import Catalog
+from dockyard.models.local import LocalModel
 from dockyard.reconciler import Reconciler, ReconcilerSettings
 from dockyard.runtime.containers import ContainersRuntime
 from dockyard.runtime.engine import INSTALL_HINT, Engine, find_engine, host_address
@@ -95,8 +96,11 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     runtime = None
     if engine is not None:
         runtime = ContainersRuntime(engine, instance_id=home.instance_id(), ca_bundle=home.ca_bundle)
-    # Deployments and connections.
+    # Deployments and connections; the built-in `local` connection and deployment when the local model runs.
+    local_model = LocalModel(home) if settings.local_model else None
     catalog = Catalog(models, registries)
+    if local_model is not None:
+        catalog.attach_local_model(local_model, settings.projects)
     platform = PlatformEnvironment(base_url=container_base_url, identity_secret=identity_secret,
                                    connections=catalog.connection)
     sessions = SessionStore(engine_db)
@@ -114,6 +118,8 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         reconciler=reconciler,
         sessions=sessions,
         sandboxes=Sandboxes(store, sessions, reconciler),
+        # Built here, started by the app once it serves (never before the port is bound).
+        local_model=local_model,
         catalog=catalog,
     )
 

@@ -31,3 +31,5 @@ class Settings:
     engine: str | None = None
     containers: bool = True
     reconcile_interval_seconds: float = 2.0
+    # llama.cpp's server with Gemma 3 270M, started and supervised by dockyard (the local-model extra).
+    local_model: bool = True

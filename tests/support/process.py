@@ -46,6 +46,8 @@ class DockyardProcess:
     extra_args: tuple[str, ...] = ()
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    # Off unless a test needs it: the local model is a llama.cpp server per dockyard (see models/local.py).
+    local_model: bool = False
 
     @property
     def url(self) -> str:
@@ -59,7 +61,8 @@ class DockyardProcess:
         self.log_path = self.home.parent / f"{self.home.name}-dockyard-{self.port}.log"
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            dockyard_command("up", "--home", str(self.home), "--port", str(self.port), *self.extra_args),
+            dockyard_command("up", "--home", str(self.home), "--port", str(self.port), *self.extra_args,
+                             *(() if self.local_model else ("--no-local-model",))),
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._wait_until_serving(timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,6 +34,9 @@ def create_app(services: Services) -> ASGIApp:
         # The reconciler lives exactly as long as the server: started once it listens, stopped on shutdown.
         if services.reconciler is not None:
             services.reconciler.start()
+        # The local model loads in the background; a request that needs it meanwhile waits for it.
+        if services.local_model is not None:
+            services.local_model.start()
         services.http = sandbox_client(services.settings.invocation_timeout_seconds)
         try:
             yield
@@ -41,6 +45,8 @@ def create_app(services: Services) -> ASGIApp:
                 services.sandboxes.writes.close()
             if services.reconciler is not None:
                 services.reconciler.stop()
+            if services.local_model is not None:
+                await asyncio.to_thread(services.local_model.stop)
             await services.http.close()
 
     # No /docs or /openapi.json: every route needs a token, and the SDKs' own docs describe the API.

@@ -20,6 +20,7 @@ from dockyard.gateway.sandboxes import Sandboxes
 from dockyard.identity.agents import AGENT_ROLE
 from dockyard.identity.tokens import InvalidToken, Principal, TokenAuthority
 from dockyard.models.catalog import Catalog
+from dockyard.models.local import LocalModel
 from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import Runtime
 from dockyard.settings import Settings
@@ -46,6 +47,8 @@ class Services:
     reconciler: Reconciler | None = None
     # Deployments and connections: what inference calls resolve through (`catalog.resolve(project, name)`).
     catalog: Catalog | None = None
+    # The supervised llama.cpp server; None with --no-local-model. See dockyard.models.local.
+    local_model: LocalModel | None = None
     http: aiohttp.ClientSession | None = None
 
 

@@ -52,13 +52,18 @@ def up(
         False, "--no-engine", help="Run without a container engine: the API only; image-based versions fail with "
         "ContainerRuntimeUnavailable.",
     ),
+    local_model: bool = typer.Option(
+        True, "--local-model/--no-local-model",
+        help="Start the local model (llama.cpp's server with Gemma 3 270M, from the local-model extra) beside "
+        "dockyard.",
+    ),
 ) -> None:
     """Start dockyard in the foreground and serve until Ctrl-C (or SIGTERM)."""
     from dockyard.server import StartupError, serve
 
     settings = Settings(
         home=home or default_home(), host=host, port=port, capability_host=capability_host, log_level=log_level,
-        engine=engine, containers=not no_engine,
+        engine=engine, containers=not no_engine, local_model=local_model,
     )
     try:
         serve(settings)
