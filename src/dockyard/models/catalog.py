@@ -59,6 +59,9 @@ class LocalModelLike(Protocol):
     @property
     def available(self) -> bool: ...
 
+    @property
+    def api_key(self) -> str: ...
+
 
 def local_connection() -> Connection:
     return Connection(name=LOCAL, kind=ProviderKind.LOCAL, target="", auth=AuthKind.NONE, speaks_responses=False,
@@ -160,7 +163,7 @@ class Catalog:
                 "or restarting after a crash). Retry in a few seconds; its log is logs/local-model.log in dockyard's "
                 "home.", code=LOCAL_MODEL_UNAVAILABLE)
         return Upstream(deployment=deployment.name, connection=connection.name, kind=ProviderKind.LOCAL,
-                        base_url=base_url, model=local.model_name, auth=AuthKind.NONE,
+                        base_url=base_url, model=local.model_name, auth=AuthKind.API_KEY, api_key=local.api_key,
                         speaks_responses=bool(getattr(local, "speaks_responses", connection.speaks_responses)))
 
     def _deployment_not_found(self, name: str, deployments: Iterable[str]) -> NotFound:
