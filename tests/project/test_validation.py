@@ -213,8 +213,7 @@ def test_real_samples(tmp_path: Path) -> None:
 
 
 def test_the_documented_example_is_clean(tmp_path: Path) -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    doc = readme[readme.index("## agent.yaml and dockyard validate"):]
+    doc = (Path(__file__).parents[2] / "docs" / "agent-yaml.md").read_text()
     agent_yaml, dockyard_yaml = (block.split("```")[0] for block in doc.split("```yaml\n")[1:3])
     (tmp_path / "agent.yaml").write_text(agent_yaml)
     (tmp_path / "dockyard.yaml").write_text(dockyard_yaml)
