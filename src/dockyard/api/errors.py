@@ -6,6 +6,7 @@ unexpected; an unexpected error is logged with its request id and answered witho
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -27,6 +28,19 @@ def error_response(status_code: int, code: str, message: str, *, param: str | No
     if param:
         error["param"] = param
     return JSONResponse({"error": error}, status_code=status_code, headers=headers)
+
+
+def stream_error_event(code: str, message: str, *, sequence_number: int = 0, chat: bool = False) -> bytes:
+    """The last event of an SSE stream that broke off, so no client mistakes a cut answer for a whole one.
+
+    Responses-style (the default): an `error` event in openai's ResponseErrorEvent shape, which the openai
+    client raises. Chat Completions (`chat`): a data line holding `{"error": …}`, which it raises too.
+    """
+    if chat:
+        body: dict[str, Any] = {"error": {"message": message, "type": "server_error", "code": code, "param": None}}
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+    body = {"type": "error", "code": code, "message": message, "param": None, "sequence_number": sequence_number}
+    return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
 
 
 def install_error_handlers(app: FastAPI) -> None:

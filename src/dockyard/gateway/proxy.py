@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 from starlette.responses import Response, StreamingResponse
 
-from dockyard.api.errors import error_response
+from dockyard.api.errors import error_response, stream_error_event
 
 log = logging.getLogger("dockyard.gateway")
 
@@ -25,6 +25,7 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
 
 
 _WHOLE_BODY_BYTES = 1 << 20
+AGENT_STREAM_INTERRUPTED = "AgentStreamInterrupted"
 
 
 class SandboxUnreachable(Exception):
@@ -86,14 +87,24 @@ async def relay(
             return unreachable(request_id)
         return Response(content, status_code=upstream.status, headers=response_headers)
 
+    is_event_stream = upstream.headers.get("content-type", "").startswith("text/event-stream")
+
     async def body() -> AsyncIterator[bytes]:
         finished = False
+        events = 0
         try:
             async for chunk in upstream.content.iter_any():
+                if is_event_stream:
+                    events += chunk.count(b"\n\n")
                 yield chunk
             finished = True
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("agent stream broke off: %s %s: %r", method, url, exc, extra={"request_id": request_id})
+            if is_event_stream:
+                # The sandbox died mid-answer: say so in the stream, before it ends, in the shape clients read.
+                yield stream_error_event(AGENT_STREAM_INTERRUPTED, "The agent's sandbox stopped in the middle of its "
+                                         f"answer; the answer is incomplete. Try again; its logs say why (request id "
+                                         f"{request_id}).", sequence_number=events)
         finally:
             # A caller who left mid-stream closes the agent's connection too, so the agent sees it.
             upstream.release() if finished else upstream.close()

@@ -17,9 +17,14 @@ import docker
 import httpx
 import pytest
 from azure.ai.projects import AIProjectClient
-from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
+from azure.ai.projects.models import (
+    ContainerConfiguration,
+    HostedAgentDefinition,
+    ProtocolVersionRecord,
+    VersionRefIndicator,
+)
 from support.engine import DOCKYARD_LABEL
-from support.hosted import deploy
+from support.hosted import bearer_token, deploy, tls_context
 from support.process import DockyardProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
@@ -44,12 +49,21 @@ def test_responses_through_both_2x_bases(project: AIProjectClient, agent: str) -
     assert by_reference.output_text == "echo: by reference"
 
 
-def test_streaming_relays_each_event_as_emitted(project: AIProjectClient, agent: str) -> None:
+def test_streaming_relays_each_event_as_emitted(project: AIProjectClient, agent: str,
+                                                server: DockyardProcess) -> None:
     stream = project.get_openai_client(agent_name=agent).responses.create(input="one two three four", stream=True)
+    assert "".join(e.delta for e in stream if e.type == "response.output_text.delta") == "echo: one two three four"
+    # The timing is read off the wire: openai 3.54 on httpx2 hands a stream's events over only once the
+    # answer has ended (seen against the agent's own port too, without dockyard), so its iterator cannot
+    # tell a relayed stream from a buffered one.
+    url = f"{server.endpoint}/agents/{agent}/endpoint/protocols/openai/responses"
     deltas: list[tuple[float, str]] = []
-    for event in stream:
-        if event.type == "response.output_text.delta":
-            deltas.append((time.monotonic(), event.delta))
+    with httpx.Client(verify=tls_context(server), timeout=60) as http, http.stream(
+            "POST", url, params={"api-version": "v1"}, headers={"Authorization": f"Bearer {bearer_token(server)}"},
+            json={"input": "one two three four", "stream": True}) as streamed:
+        for line in streamed.iter_lines():
+            if line.startswith("data: ") and (event := json.loads(line[len("data: "):]))["type"].endswith(".delta"):
+                deltas.append((time.monotonic(), event["delta"]))
     assert "".join(d for _, d in deltas) == "echo: one two three four"
     assert len(deltas) >= 2
     gaps = [later - earlier for (earlier, _), (later, _) in zip(deltas, deltas[1:], strict=False)]
@@ -272,3 +286,31 @@ def test_invocations_are_relayed_streaming_included(project: AIProjectClient, se
                     arrivals.append(time.monotonic())
         assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] > 0.45  # relayed as emitted, 0.3 s apart
     assert len([c for c in session_containers(name) if c.labels[f"{DOCKYARD_LABEL}.session"] == session]) == 1
+
+
+def test_a_sandbox_killed_mid_stream_ends_the_stream_with_an_error_event(project: AIProjectClient, agent: str,
+                                                                          server: DockyardProcess) -> None:
+    """Before, the client saw a broken chunked read and no event saying why (issue 13)."""
+    session = project.agents.create_session(agent_name=agent, version_indicator=VersionRefIndicator(agent_version="1")
+                                            ).agent_session_id
+    url = f"{server.endpoint}/agents/{agent}/endpoint/protocols/openai/responses"
+    words = " ".join(f"w{i}" for i in range(40))  # 40 words, 0.3 s apart: 12 s of stream
+    events: list[dict[str, Any]] = []
+    with httpx.Client(verify=tls_context(server), timeout=60) as http, http.stream(
+            "POST", url, params={"api-version": "v1"}, headers={"Authorization": f"Bearer {bearer_token(server)}"},
+            json={"input": words, "stream": True, "agent_session_id": session}) as streamed:
+        assert streamed.status_code == 200
+        killed = False
+        for line in streamed.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            events.append(json.loads(line[len("data: "):]))
+            if events[-1].get("type") == "response.output_text.delta" and not killed:
+                mine = [c for c in session_containers(agent) if c.labels[f"{DOCKYARD_LABEL}.session"] == session]
+                assert len(mine) == 1
+                mine[0].kill()
+                killed = True
+    assert killed
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "AgentStreamInterrupted", events[-3:]
+    assert "incomplete" in events[-1]["message"]
+    assert not any(e.get("type") == "response.completed" for e in events)
