@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-# Exit codes, the same for every workflow command (documented in each command's --help and the README).
+# Exit codes, the same for every workflow command (documented in each command's --help and docs/workflow.md).
 EXIT_OK = 0
 EXIT_FAILED = 1  # the operation ran and failed: a build, a version that did not become active, an agent error
 EXIT_USAGE = 2  # the command or the project is wrong: arguments, agent.yaml, no registry where one is needed

@@ -191,7 +191,7 @@ def check_document(document: Document) -> list[Finding]:
     if not isinstance(data, dict):
         return [Finding(
             rule="schema", severity="error", message="agent.yaml must be a mapping (kind, name, protocols, ...).",
-            fix="Start from `dockyard init NAME`, or see 'agent.yaml and dockyard validate' in dockyard's README "
+            fix="Start from `dockyard init NAME`, or see dockyard's docs/agent-yaml.md "
                 "for a complete example.",
             line=document.line(),
         )]
