@@ -71,10 +71,12 @@ DOCKYARD_LABEL = "io.dockyard"
 
 
 @contextmanager
-def engine_dockyard(home: Path, engine_url: str) -> Iterator[DockyardProcess]:
-    """A `dockyard up` driving the engine; its containers and session volumes are removed when it ends."""
+def engine_dockyard(home: Path, engine_url: str, *, local_model: bool = False) -> Iterator[DockyardProcess]:
+    """A `dockyard up` driving the engine; its containers and session volumes are removed when it ends.
+
+    `local_model=True` lets it start and supervise the local llama.cpp model (off otherwise)."""
     os.environ["DOCKER_HOST"] = engine_url
-    running = DockyardProcess(home=home).start()
+    running = DockyardProcess(home=home, local_model=local_model).start()
     try:
         yield running
     finally:
