@@ -84,7 +84,7 @@ def test_a_conversation_with_function_calls_and_outputs_maps_to_tool_messages() 
     ]
     assert chat["tools"] == [{"type": "function", "function": {
         "name": "get_weather", "parameters": WEATHER_TOOL["parameters"], "description": "The weather in a city."}}]
-    assert chat["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert chat["tool_choice"] == "required"  # the named function alone, required: what every server takes
     assert chat["response_format"] == {"type": "json_schema",
                                        "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True}}
 
@@ -242,7 +242,8 @@ def test_real_model_text_round_trip(llama: LlamaServer) -> None:
 
 def test_real_model_forced_function_call(llama: LlamaServer) -> None:
     request = {"model": "local", "input": "What is the weather in Paris?", "tools": [WEATHER_TOOL],
-               "tool_choice": {"type": "function", "name": "get_weather"}, "max_output_tokens": 64}
+               "tool_choice": {"type": "function", "name": "get_weather"}, "max_output_tokens": 64,
+               "temperature": 0}
     response = Response.model_validate(chat_to_response(real_chat(llama, request), request))
     calls = [item for item in response.output if item.type == "function_call"]
     assert calls and calls[0].name == "get_weather" and isinstance(json.loads(calls[0].arguments), dict)
@@ -259,17 +260,21 @@ def test_real_model_streamed_text(llama: LlamaServer) -> None:
 
 def test_real_model_streamed_forced_function_call(llama: LlamaServer) -> None:
     events = real_stream(llama, {"model": "local", "input": "Weather in Lyon?", "stream": True, "tools": [WEATHER_TOOL],
-                                 "tool_choice": "required", "max_output_tokens": 64})
+                                 "tool_choice": "required", "max_output_tokens": 64, "temperature": 0})
     typed = validated(events)
-    arguments = "".join(e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta")
-    [done] = [e for e in events if e["type"] == "response.function_call_arguments.done"]
-    assert done["arguments"] == arguments and isinstance(json.loads(arguments), dict)
+    done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    assert done  # the model may call more than once; each call's deltas add up to its arguments
+    for call in done:
+        deltas = "".join(e["delta"] for e in events
+                         if e["type"] == "response.function_call_arguments.delta" and e["item_id"] == call["item_id"])
+        assert call["arguments"] == deltas and isinstance(json.loads(deltas), dict)
     final = typed[-1].response
     assert any(item.type == "function_call" and item.name == "get_weather" for item in final.output)
 
 
 def test_real_model_second_turn_with_the_function_output(llama: LlamaServer) -> None:
-    request = {"model": "local", "max_output_tokens": 48, "tools": [WEATHER_TOOL], "input": [
+    # tool_choice "none": llama.cpp answers 500 when the model's free text does not parse as its tool format.
+    request = {"model": "local", "max_output_tokens": 48, "tools": [WEATHER_TOOL], "tool_choice": "none", "input": [
         {"role": "user", "content": "What is the weather in Paris?"},
         {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
         {"type": "function_call_output", "call_id": "call_1", "output": "Sunny, 24 degrees."},

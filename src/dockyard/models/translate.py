@@ -80,8 +80,14 @@ def responses_to_chat(body: dict[str, Any]) -> dict[str, Any]:
         chat["max_tokens"] = body["max_output_tokens"]
     if body.get("tools"):
         chat["tools"] = [_tool(tool) for tool in body["tools"]]
-    if body.get("tool_choice") is not None:
-        chat["tool_choice"] = _tool_choice(body["tool_choice"])
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function" and chat.get("tools"):
+        # One named function, said the way every Chat Completions server understands (llama.cpp and
+        # others take only the strings): that function alone, and a call required.
+        chat["tools"] = [t for t in chat["tools"] if t["function"]["name"] == choice.get("name")] or chat["tools"]
+        chat["tool_choice"] = "required"
+    elif choice is not None:
+        chat["tool_choice"] = _tool_choice(choice)
     text_format = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
     if isinstance(text_format, dict) and text_format.get("type") not in (None, "text"):
         chat["response_format"] = _response_format(text_format)
