@@ -14,9 +14,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait as wait_for
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -86,11 +85,24 @@ class Reconciler:
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, finish_removals_within: float = 15.0) -> None:
+        """Stop the loop, then carry out the removals already decided, for at most the given seconds.
+
+        An agent deleted a moment before a stop would otherwise keep its containers running, and if this
+        home never starts again nothing would ever remove them. Nothing is started on the way out.
+        """
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.runtime is not None and finish_removals_within > 0:
+            try:
+                futures = [f for f in self.reconcile_once(removals_only=True) if f is not None]
+                _, pending = wait_for(futures, timeout=finish_removals_within)
+                if pending:
+                    log.warning("stopping with %d removal(s) unfinished; the next start finishes them", len(pending))
+            except Exception:  # a stop must not fail: the next start reconciles again
+                log.exception("finishing removals on stop failed")
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._probe.close()
 
@@ -109,7 +121,8 @@ class Reconciler:
 
     # -- one pass -----------------------------------------------------------------------------------
 
-    def reconcile_once(self, *, wait: bool = False) -> None:
+    def reconcile_once(self, *, wait: bool = False, removals_only: bool = False) -> list[Future[None] | None]:
+        """One pass; the steps it started. `removals_only` (on the way out) starts and restarts nothing."""
         desired = self.store.desired_versions()
         everything: list[Observed] = []
         if self.runtime is not None:
@@ -117,10 +130,11 @@ class Reconciler:
                 everything = self.runtime.list()
             except RuntimeFailure as failure:
                 log.warning("cannot list containers: %s", failure.message)
-                return
+                return []
         observed = {o.key.version_uid: o for o in everything if not o.key.session}
         wanted = {version.uid for version in desired}
-        futures = [self._submit(version.uid, self._converge, version, observed.get(version.uid)) for version in desired]
+        futures = [] if removals_only else [
+            self._submit(version.uid, self._converge, version, observed.get(version.uid)) for version in desired]
         for uid, container in observed.items():
             if uid not in wanted:
                 futures.append(self._submit(uid, self._remove, container))
@@ -129,8 +143,9 @@ class Reconciler:
             for future in futures:
                 if future is not None:
                     future.result()
+        return futures
 
-    def _release_sessions(self, containers: list[Observed], versions: set[str]) -> list[Any]:
+    def _release_sessions(self, containers: list[Observed], versions: set[str]) -> list[Future[None] | None]:
         """Session sandboxes: release idle ones (state kept), remove those of deleted sessions or versions."""
         if self.sessions is None or self.runtime is None:
             return []
@@ -151,7 +166,7 @@ class Reconciler:
         self.sessions.set_status(session.id, SessionStatus.IDLE)
         self.runtime.stop(key)
 
-    def _submit(self, uid: str, step: Callable[..., None], *args: object):  # type: ignore[no-untyped-def]
+    def _submit(self, uid: str, step: Callable[..., None], *args: object) -> Future[None] | None:
         with self._lock:
             if uid in self._in_flight:
                 return None
