@@ -9,7 +9,8 @@ Gemma 3 270M model dockyard supervises (llama.cpp's server; no fake model anywhe
   container, i.e. the project's `/openai/v1/responses` (or `/chat/completions`), and answers with the model's
   text, its deltas streamed through, and the model's token counts as the answer's usage;
 - `maf-agent` (tests/fixtures/images/maf-agent): Microsoft Agent Framework's sample on its Foundry hosting
-  adapter, `FoundryChatClient` + `ResponsesHostServer`, unchanged.
+  adapter, `FoundryChatClient` + `ResponsesHostServer`, unchanged; a follow-up naming `previous_response_id`
+  reaches the same session, whose host sends the model the whole conversation.
 
 Both are invoked as Foundry users invoke them, through the openai client from `get_openai_client(agent_name=...)`,
 plainly and with `stream=True`. Gemma 270M is weak, so the answers are checked for being the model's (not empty,
@@ -210,6 +211,22 @@ def test_an_agent_asking_through_chat_completions_answers_plain_and_streamed(
 def test_an_agent_framework_agent_runs_unchanged(
         project: AIProjectClient, server: DockyardProcess, maf_agent: str) -> None:
     client = openai_for(project, maf_agent)
-    ask(client, server)
-    deltas, _ = ask_streaming(client, server)
+    _, usage = ask(client, server)
+    assert usage is not None and usage.input_tokens > 0 and usage.output_tokens > 0
+    deltas, completed = ask_streaming(client, server)
     assert len(deltas) >= 2, deltas
+    assert completed.usage is not None and completed.usage.output_tokens > 0
+
+
+def test_an_agent_framework_agent_keeps_the_conversation(
+        project: AIProjectClient, server: DockyardProcess, maf_agent: str) -> None:
+    """Its host keeps the transcript (in the session's state root) and sends it to the model on the next turn:
+    the follow-up reaches the model with the first turn's question and answer before it."""
+    client = openai_for(project, maf_agent)
+    first = client.responses.create(input="My name is Ada.", max_output_tokens=MAX_OUTPUT_TOKENS)
+    assert_finished(first)
+    follow_up = client.responses.create(input="What is my name?", max_output_tokens=MAX_OUTPUT_TOKENS,
+                                        previous_response_id=first.id)
+    assert_finished(follow_up)
+    assert follow_up.model_extra["agent_session_id"] == first.model_extra["agent_session_id"]
+    assert follow_up.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
