@@ -19,7 +19,7 @@ import pytest
 from support.process import DockyardProcess
 
 from dockyard.home import Home
-from dockyard.models.local import INSTALL_HINT, LocalModel, State, missing_packages
+from dockyard.models.local import INSTALL_HINT, LocalModel, LocalModelUnavailable, State, missing_packages
 
 pytestmark = [
     pytest.mark.local_model,
@@ -151,6 +151,10 @@ def test_a_request_that_arrives_while_it_loads_waits_for_it(model_home: Home) ->
     local.start()
     try:
         assert local.base_url is None  # start() does not block
+        with pytest.raises(LocalModelUnavailable) as early:
+            asyncio.run(local.wait_ready(0.01))
+        assert early.value.code == "LocalModelNotReady" and early.value.status_code == 503
+        assert str(local.log_path) in early.value.message
         base_url = asyncio.run(local.wait_ready(READY_TIMEOUT))
         assert base_url == local.base_url
         assert local.ready_seconds is not None and local.ready_seconds > 0
@@ -158,9 +162,9 @@ def test_a_request_that_arrives_while_it_loads_waits_for_it(model_home: Home) ->
     finally:
         local.stop()
     assert local.state is State.STOPPED and local.base_url is None
-    with pytest.raises(Exception) as stopped:
+    with pytest.raises(LocalModelUnavailable) as stopped:
         local.wait_ready_sync(0.1)
-    assert getattr(stopped.value, "code", None) == "LocalModelStopped"
+    assert stopped.value.code == "LocalModelStopped"
 
 
 def test_restarts_after_its_process_is_killed(model: LocalModel) -> None:

@@ -297,6 +297,7 @@ class LocalModel:
             with self._lock:
                 if (loop, future) in self._waiters:
                     self._waiters.remove((loop, future))
+            future.cancel()  # an outcome that arrives after a timeout then goes nowhere (and warns of nothing)
 
     def wait_ready_sync(self, timeout: float) -> str:
         """`wait_ready` for threads and scripts."""
