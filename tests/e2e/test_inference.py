@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -87,10 +88,14 @@ def env(server: DockyardProcess) -> Iterator[dict[str, str]]:
             os.environ[name] = value
 
 
+def ca(path: str | os.PathLike[str]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(path))
+
+
 def token_for(env: dict[str, str], resource: str, identity_header: str | None = None) -> str:
     answer = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": resource},
                        headers={"X-IDENTITY-HEADER": identity_header or env["IDENTITY_HEADER"]},
-                       verify=env["REQUESTS_CA_BUNDLE"])
+                       verify=ca(env["REQUESTS_CA_BUNDLE"]))
     answer.raise_for_status()
     return str(answer.json()["access_token"])
 
@@ -103,7 +108,7 @@ def client(server: DockyardProcess, env: dict[str, str]) -> openai.OpenAI:
 
 @pytest.fixture(scope="module")
 def http(env: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(verify=env["REQUESTS_CA_BUNDLE"], timeout=120,
+    with httpx.Client(verify=ca(env["REQUESTS_CA_BUNDLE"]), timeout=120,
                       headers={"Authorization": f"Bearer {token_for(env, FOUNDRY)}"}) as session:
         yield session
 
@@ -144,7 +149,9 @@ def test_a_function_call_forced_with_tool_choice(client: openai.OpenAI, deployme
     assert call.name == "get_weather" and isinstance(json.loads(call.arguments), dict)
     events = list(client.responses.create(model=deployment, input="Weather in Lyon?", tools=[WEATHER_TOOL],
                                           tool_choice="required", max_output_tokens=64, temperature=0, stream=True))
-    calls = [e for e in events if e.type == "response.function_call_arguments.done"]
+    # Items done, which both llama.cpp's own Responses stream and dockyard's translation send (llama.cpp's
+    # has no function_call_arguments.done and no sequence numbers; relayed as it is).
+    calls = [e.item for e in events if e.type == "response.output_item.done" and e.item.type == "function_call"]
     assert calls and all(isinstance(json.loads(call.arguments), dict) for call in calls)
     completion = client.chat.completions.create(
         model=deployment, messages=[{"role": "user", "content": "Weather in Rome?"}], tools=[CHAT_WEATHER_TOOL],
@@ -237,7 +244,7 @@ def test_an_agents_identity_may_call_models_but_not_manage_agents(server: Dockya
 
     header = agent_identity_header(Home(server.home).identity_secret(), "some-version-uid")
     token = token_for(env, COGNITIVE, identity_header=header)
-    with httpx.Client(verify=env["REQUESTS_CA_BUNDLE"], timeout=120,
+    with httpx.Client(verify=ca(env["REQUESTS_CA_BUNDLE"]), timeout=120,
                       headers={"Authorization": f"Bearer {token}"}) as agent:
         answer = agent.post(f"{server.endpoint}/openai/v1/chat/completions",
                             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
@@ -252,9 +259,9 @@ def test_an_agents_identity_may_call_models_but_not_manage_agents(server: Dockya
 def test_no_token_or_a_foreign_audience_is_refused(server: DockyardProcess, env: dict[str, str]) -> None:
     url = f"{server.endpoint}/openai/v1/chat/completions"
     body = {"model": "gpt-4o-mini", "messages": []}
-    bare = httpx.post(url, json=body, verify=env["REQUESTS_CA_BUNDLE"])
+    bare = httpx.post(url, json=body, verify=ca(env["REQUESTS_CA_BUNDLE"]))
     assert bare.status_code == 401 and bare.json()["error"]["code"] == "MissingToken"
-    other = httpx.post(url, json=body, verify=env["REQUESTS_CA_BUNDLE"],
+    other = httpx.post(url, json=body, verify=ca(env["REQUESTS_CA_BUNDLE"]),
                        headers={"Authorization": f"Bearer {token_for(env, 'https://management.azure.com')}"})
     assert other.status_code == 401 and COGNITIVE in other.json()["error"]["message"]
 
@@ -341,10 +348,10 @@ def test_an_azure_openai_connection_with_entra_id(server: DockyardProcess, env: 
         os.environ.update(saved)
     try:
         model_add(front, "azure-mini", "--azure-endpoint", server.url, "--entra", "--model", "gpt-4o-mini")
-        front_token = httpx.get(f"{front.url}/msi/token", verify=str(front.home / "tls" / "ca.pem"),
+        front_token = httpx.get(f"{front.url}/msi/token", verify=ca(front.home / "tls" / "ca.pem"),
                                 params={"api-version": "2019-08-01", "resource": FOUNDRY},
                                 headers={"X-IDENTITY-HEADER": front.env()["IDENTITY_HEADER"]}).json()["access_token"]
-        answer = httpx.post(f"{front.endpoint}/openai/v1/chat/completions", verify=str(front.home / "tls" / "ca.pem"),
+        answer = httpx.post(f"{front.endpoint}/openai/v1/chat/completions", verify=ca(front.home / "tls" / "ca.pem"),
                             headers={"Authorization": f"Bearer {front_token}"}, timeout=120,
                             json={"model": "azure-mini", "messages": [{"role": "user", "content": "Hi"}],
                                   "max_tokens": 4})
