@@ -6,10 +6,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+
+from dockyard.store.database import migrate, open_engine, sqlite_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.process import DockyardProcess
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite store of its own, as a home has (modules that mean a container engine override it)."""
+    engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
+    migrate(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="module")

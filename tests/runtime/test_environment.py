@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Engine
 
@@ -16,20 +13,11 @@ from dockyard.models.deployments import Connection
 from dockyard.models.upstreams import AuthKind, ProviderKind
 from dockyard.runtime.environment import PlatformEnvironment
 from dockyard.store.agents import DesiredVersion
-from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox
 
 SECRETS = SecretBox.generate()  # one key for every store in this module, as one home has
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,12 @@ from dockyard.domain.errors import BadRequest, Conflict, NotFound, ServiceUnavai
 from dockyard.models.catalog import LOCAL, Catalog
 from dockyard.models.deployments import Connection, Deployment, Sku
 from dockyard.models.upstreams import AuthKind, ProviderKind, Upstream
-from dockyard.store.database import migrate, open_engine, sqlite_url
+from dockyard.store.database import open_engine, sqlite_url
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox, SecretKeyMismatch
 
 SECRETS = SecretBox.generate()  # one key for every store in this module, as one home has
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -1,24 +1,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from dockyard.domain.errors import Conflict
 from dockyard.domain.sessions import Session, SessionStatus
-from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.sessions import SessionStore
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
