@@ -67,6 +67,8 @@ class LlamaServer:
     """`llama-cpp-server` on a free loopback port; `api_key` makes it require that key."""
 
     api_key: str | None = None
+    # More llama-server flags (the benchmark's --poll 0, for one).
+    extra_args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
@@ -87,6 +89,7 @@ class LlamaServer:
                    "--offline", "--chat-template-file", str(CHAT_TEMPLATE)]
         if self.api_key:
             command += ["--api-key", self.api_key]
+        command += self.extra_args
         self.process = subprocess.Popen(command, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
