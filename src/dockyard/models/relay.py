@@ -18,7 +18,7 @@ What callers meet, and why:
   x-ratelimit-*) included. Upstreams speak OpenAI's error shape, and clients parse it and honour
   their own retry rules (openai retries 429 and 5xx, after Retry-After when given).
 - A stream that breaks off: the caller gets one last error event before the stream ends, in the
-  shape its API uses (`stream_error_event`), so no client mistakes a cut answer for a whole one.
+  shape its API uses (`api.errors.stream_error_event`), so no client mistakes a cut answer for a whole one.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from dockyard.api.errors import error_response
+from dockyard.api.errors import error_response, stream_error_event
 from dockyard.models.providers import Operation
 from dockyard.models.translate import ChatChunks, ResponsesStream, chat_to_response, responses_to_chat
 from dockyard.models.upstreams import Upstream
@@ -123,20 +123,6 @@ def _relayed_headers(answer: aiohttp.ClientResponse) -> dict[str, str]:
     return {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
-def stream_error_event(operation: Operation, message: str, sequence_number: int = 0) -> bytes:
-    """The last event of a stream that broke off, in the shape its API's clients read as an error.
-
-    Responses: an `error` event (openai's ResponseErrorEvent). Chat Completions and completions: a
-    data line holding `{"error": …}`, which the openai client raises as an APIError.
-    """
-    if operation is Operation.RESPONSES:
-        data: dict[str, Any] = {"type": "error", "code": MODEL_STREAM_INTERRUPTED, "message": message, "param": None,
-                "sequence_number": sequence_number}
-        return b"event: error\ndata: " + json.dumps(data).encode() + b"\n\n"
-    error = {"error": {"message": message, "type": "server_error", "code": MODEL_STREAM_INTERRUPTED, "param": None}}
-    return b"data: " + json.dumps(error).encode() + b"\n\n"
-
-
 def interrupted_message(upstream: Upstream, request_id: str) -> str:
     return (f"The model behind {_where(upstream)} stopped in the middle of its answer; the answer is incomplete. "
             f"Try again (request id {request_id}).")
@@ -170,7 +156,8 @@ async def relay(client: aiohttp.ClientSession, upstream: Upstream, operation: Op
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("model stream broke off: %s: %r", url, exc, extra={"request_id": request_id})
             # Sequence numbers count events from 0, so the events seen so far number the next one.
-            yield stream_error_event(operation, interrupted_message(upstream, request_id), events)
+            yield stream_error_event(MODEL_STREAM_INTERRUPTED, interrupted_message(upstream, request_id),
+                                     sequence_number=events, chat=operation is not Operation.RESPONSES)
         finally:
             answer.release() if finished else answer.close()
 
