@@ -66,11 +66,13 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
-# Benchmarks need a container engine (podman) and print ratios against a direct baseline.
-bench: $(VENV)/.installed-dev
+# Benchmarks need a container engine (podman) and print ratios against a direct baseline; the inference
+# bench needs the local model too.
+bench: $(VENV)/.installed-dev $(VENV)/.installed-local-model
 	$(BIN)/python bench/activation.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/first-invoke.py
+	$(BIN)/python bench/inference.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
