@@ -83,8 +83,23 @@ DEFAULT_PARALLEL = 4
 # llama.cpp keeps recent prompts in RAM to reuse them (8 GiB by default): bounded for a laptop.
 DEFAULT_CACHE_RAM_MIB = 1024
 # For requests that name no max_tokens: the base model seldom stops on its own, and 32k tokens at
-# about 45 tokens/s would hold a slot for twelve minutes.
-DEFAULT_MAX_TOKENS = 512
+# 32-45 tokens/s would hold a slot for a quarter of an hour.
+DEFAULT_MAX_TOKENS = 256
+
+
+def default_threads() -> int:
+    """Half the CPUs dockyard may use, at least one.
+
+    ggml's threads wait for each other at every step by spinning, so when another busy process takes a
+    core one of them is waiting for, generation collapses: on 2 cores with one busy process beside it,
+    2 threads gave 2-7 tokens/s where 1 thread gave 18-22 (and 32 idle, against 45 for 2 threads).
+    Agents, their containers and dockyard itself share the machine, so leave them half of it.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 2
+    return max(1, cpus // 2)
 LOG_ROTATE_BYTES = 32 * 1024 * 1024
 
 INSTALL_HINT = (
@@ -125,6 +140,7 @@ class ServerOptions:
     parallel: int = DEFAULT_PARALLEL
     cache_ram_mib: int = DEFAULT_CACHE_RAM_MIB
     default_max_tokens: int = DEFAULT_MAX_TOKENS
+    # None: `default_threads()`.
     threads: int | None = None
     # Loading the 270M model takes about a second; a slow disk or a busy machine gets far more.
     startup_timeout_seconds: float = 120.0
@@ -583,8 +599,7 @@ class LocalModel:
             "--log-timestamps",
             "--log-prefix",
         ]
-        if o.threads is not None:
-            command += ["--threads", str(o.threads)]
+        command += ["--threads", str(o.threads if o.threads is not None else default_threads())]
         return command
 
     def _environment(self) -> dict[str, str]:
