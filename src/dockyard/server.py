@@ -95,7 +95,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     identity_secret = home.identity_secret()
     runtime = None
     if engine is not None:
-        runtime = ContainersRuntime(engine, instance_id=home.instance_id(), ca_bundle=home.ca_bundle)
+        runtime = ContainersRuntime(engine, instance_id=home.instance_id(), ca_bundle=home.ca_bundle, home=home.root)
     # Deployments and connections; the built-in `local` connection and deployment when the local model runs.
     local_model = LocalModel(home) if settings.local_model else None
     catalog = Catalog(models, registries)

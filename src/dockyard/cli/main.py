@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from dockyard.cli.cleanup import register as register_cleanup
 from dockyard.cli.models import register as register_models
 from dockyard.cli.validate import validate_command
 from dockyard.cli.workflow import register as register_workflow
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command("validate")(validate_command)
 register_workflow(app)
 register_models(app)
+register_cleanup(app)
 
 HomeOption = typer.Option(None, "--home", help="dockyard's home folder (default: $DOCKYARD_HOME or ~/.dockyard)")
 

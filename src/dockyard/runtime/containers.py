@@ -40,6 +40,7 @@ from dockyard.runtime.base import (
 )
 from dockyard.runtime.engine import INSTALL_HINT, Engine
 from dockyard.runtime.environment import SESSION_STATE_PATH
+from dockyard.runtime.leftovers import HOME_LABEL
 
 log = logging.getLogger("dockyard.runtime")
 
@@ -102,8 +103,11 @@ class ContainersRuntime:
         pull_backoff_seconds: float = 1.0,
         tmp_size: str = "512m",
         max_log_bytes: int = 10 * 1024 * 1024,
+        home: Path | None = None,
     ) -> None:
         self.engine = engine
+        # Labelled on everything made, so `dockyard prune` can tell when the home that made it is gone.
+        self.home = home
         self.client = engine.client
         self.instance_id = instance_id
         self.ca_bundle = ca_bundle
@@ -231,7 +235,8 @@ class ContainersRuntime:
                 workload.image,
                 entrypoint=command[:1] if command else None,
                 command=command[1:] if command else None,
-                labels={f"{LABEL}.files-helper-of": self.instance_id, f"{LABEL}.session": workload.key.session},
+                labels={f"{LABEL}.files-helper-of": self.instance_id, f"{LABEL}.session": workload.key.session,
+                        **self._home_label()},
                 volumes={_session_volume(workload.key): {"bind": SESSION_STATE_PATH,
                                                          "mode": "rw,U" if self.engine.is_podman else "rw"}},
                 network_disabled=True, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
@@ -259,7 +264,11 @@ class ContainersRuntime:
             f"{LABEL}.version-uid": workload.key.version_uid,
             f"{LABEL}.session": workload.key.session,
             f"{LABEL}.port": str(workload.port),
+            **self._home_label(),
         }
+
+    def _home_label(self) -> dict[str, str]:
+        return {HOME_LABEL: str(self.home.resolve())} if self.home is not None else {}
 
     def _containers(self, key: WorkloadKey | None = None) -> builtins.list[Container]:
         filters = [f"{LABEL}.instance={self.instance_id}"]
