@@ -156,9 +156,22 @@ class Reconciler:
             session = sessions.get(container.key.session)
             if session is None or container.key.version_uid not in versions:
                 futures.append(self._submit(f"session:{container.key.session}", self.runtime.discard, container.key))
-            elif session.status not in _LIVE_SESSIONS or now - session.last_accessed_at > session.idle_timeout_seconds:
+            elif session.status not in _LIVE_SESSIONS:
                 futures.append(self._submit(f"session:{session.id}", self._release, session, container.key))
+            elif now - max(session.last_accessed_at, container.started_at or now) > session.idle_timeout_seconds:
+                futures.append(self._submit(f"session:{session.id}", self._release_if_idle, session, container))
         return futures
+
+    def _release_if_idle(self, session: Session, container: Observed) -> None:
+        """Release a live session's sandbox, unless it is still booting for the request that woke it.
+
+        A cold start can take longer than a short idle timeout (an image pull, a slow machine); released
+        then, the request waiting for it would fail after the readiness timeout.
+        """
+        booting = (container.running and container.endpoint is not None and not self.ready(container.endpoint)
+                   and time.time() - (container.started_at or time.time()) < self.settings.readiness_timeout_seconds)
+        if not booting:
+            self._release(session, container.key)
 
     def _release(self, session: Session, key: WorkloadKey) -> None:
         assert self.runtime is not None and self.sessions is not None

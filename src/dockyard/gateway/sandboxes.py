@@ -260,6 +260,8 @@ class Sandboxes:
                     raise GatewayError(f"The session's sandbox could not start: {failure.message}",
                                        code=failure.code) from None
                 self._wait_until_ready(observed.endpoint)
+                # The idle clock starts when the sandbox can answer, not when it began to boot.
+                self.sessions.touch(session.id)
         assert observed is not None and observed.endpoint is not None
         target = Target(session=session, version=desired, endpoint=observed.endpoint)
         self._warm[session.id] = (time.monotonic(), target)
