@@ -57,7 +57,7 @@ class DockyardProcess:
     def endpoint(self) -> str:
         return f"{self.url}/api/projects/default"
 
-    def start(self, timeout: float = 30.0) -> DockyardProcess:
+    def start(self, timeout: float = 60.0) -> DockyardProcess:
         self.log_path = self.home.parent / f"{self.home.name}-dockyard-{self.port}.log"
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
@@ -80,6 +80,9 @@ class DockyardProcess:
                         return
             except (OSError, ssl.SSLError):
                 time.sleep(0.1)
+        if self.process is not None:
+            self.process.kill()  # a test that gives up on it must not leave it serving for ever
+            self.process.wait(timeout=30)
         raise RuntimeError(f"dockyard did not start within {timeout}s:\n{self.logs()}")
 
     def env(self) -> dict[str, str]:
