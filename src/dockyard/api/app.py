@@ -63,6 +63,7 @@ def create_app(services: Services) -> ASGIApp:
     # The model endpoint: under each project, and Azure OpenAI's paths at the host's root too.
     app.include_router(inference.project_router)
     app.include_router(inference.root_router)
+    app.include_router(responses.root_router)
     app.include_router(invocations.router)
     app.include_router(agents.router)
     app.include_router(logs.router)

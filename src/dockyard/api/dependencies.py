@@ -119,6 +119,11 @@ def project(request: Request) -> str:
     return name
 
 
+def root_project(request: Request) -> str:
+    """The host's root serves the default project (AzureOpenAI and LangChain given the host as endpoint)."""
+    return services(request).settings.projects[0]
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to be over `limit` (declared or streamed)."""
     declared = request.headers.get("content-length")

@@ -38,7 +38,7 @@ import aiohttp
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from dockyard.api.dependencies import json_body, services
+from dockyard.api.dependencies import json_body, root_project, services
 from dockyard.domain.errors import BadRequest, NotFound, Unauthorized
 from dockyard.identity.tokens import FOUNDRY_AUDIENCE, InvalidToken, Principal
 from dockyard.models.providers import EntraTokens, Operation, auth_headers, operation_url, rewrite_model
@@ -181,7 +181,7 @@ def _by_model(operation: Operation) -> tuple[Any, Any]:
         return await _call(request, project, operation)
 
     async def at_root(request: Request) -> Response:
-        return await _call(request, _root_project(request), operation)
+        return await _call(request, root_project(request), operation)
 
     return in_project, at_root
 
@@ -191,29 +191,17 @@ def _by_deployment(operation: Operation) -> tuple[Any, Any]:
         return await _call(request, project, operation, deployment)
 
     async def at_root(request: Request, deployment: str) -> Response:
-        return await _call(request, _root_project(request), operation, deployment)
+        return await _call(request, root_project(request), operation, deployment)
 
     return in_project, at_root
 
 
-def _root_project(request: Request) -> str:
-    """The host's root serves the default project (AzureOpenAI and LangChain given the host as endpoint)."""
-    return services(request).settings.projects[0]
-
-
 async def _root_list_models(request: Request) -> JSONResponse:
-    return await list_models(request, _root_project(request))
+    return await list_models(request, root_project(request))
 
 
 async def _root_get_model(request: Request, model: str) -> JSONResponse:
-    return await get_model(request, _root_project(request), model)
-
-
-async def _root_responses(request: Request) -> Response:
-    # The agent gateway's create_response hands calls that name a model back to `model_response`.
-    from dockyard.api.responses import create_response
-
-    return await create_response(request, _root_project(request))
+    return await get_model(request, root_project(request), model)
 
 
 for _base in ("/openai/v1", "/openai"):
@@ -225,7 +213,6 @@ for _base in ("/openai/v1", "/openai"):
     project_router.add_api_route(f"{_base}/models/{{model}}", get_model, methods=["GET"])
     root_router.add_api_route(f"{_base}/models", _root_list_models, methods=["GET"])
     root_router.add_api_route(f"{_base}/models/{{model}}", _root_get_model, methods=["GET"])
-    root_router.add_api_route(f"{_base}/responses", _root_responses, methods=["POST"])
 for _base in _DEPLOYMENT_BASES:
     for _operation in _OPERATIONS:
         _in_project, _at_root = _by_deployment(_operation)

@@ -15,13 +15,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.api.dependencies import authenticate, json_body, services
+from dockyard.api.dependencies import authenticate, json_body, root_project, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
 from dockyard.api.inference import authenticate_inference, model_response
 from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.sessions import validate_session_id
 
 router = APIRouter(prefix="/api/projects/{project}")
+# The host's root (AzureOpenAI and LangChain given the host as endpoint) is the default project's.
+root_router = APIRouter()
 
 _OPENAI_BASES = ("/openai", "/openai/v1", "/agents/{agent_name}/endpoint/protocols/openai")
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -96,3 +98,11 @@ for _base in _OPENAI_BASES:
 
     router.add_api_route(f"{_base}/responses/{{response_id}}/cancel", _cancel, methods=["POST"])
     router.add_api_route(f"{_base}/responses/{{response_id}}/input_items", _input_items, methods=["GET"])
+
+
+async def create_response_at_root(request: Request) -> Response:
+    return await create_response(request, root_project(request))
+
+
+for _base in ("/openai/v1", "/openai"):
+    root_router.add_api_route(f"{_base}/responses", create_response_at_root, methods=["POST"])
