@@ -40,13 +40,9 @@ def containers_of(agent_name: str) -> list[object]:
 
 
 def test_a_stop_right_after_a_forced_delete_leaves_no_container(server: DockyardProcess, image: str) -> None:
+    name = running_agent_with_a_session(server, image)
+    assert len(containers_of(name)) == 2  # the version's own and the session's
     with project_client(server) as project:
-        name = deploy(project, image)
-        session = project.agents.create_session(agent_name=name,
-                                                version_indicator=VersionRefIndicator(agent_version="1"))
-        project.get_openai_client(agent_name=name).responses.create(
-            input="wake", extra_body={"agent_session_id": session.agent_session_id})
-        assert len(containers_of(name)) == 2  # the version's own and the session's
         project.agents.delete(agent_name=name, force=True)
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)  # at once: the removals are still under way, or not begun
