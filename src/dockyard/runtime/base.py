@@ -11,6 +11,7 @@ import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from dockyard.domain.session_files import SessionFileEntry, SessionPath
@@ -32,6 +33,23 @@ class WorkloadKey:
 
 
 @dataclass(frozen=True)
+class CodeWorkload:
+    """A code-based version's code: what a runtime mounts (or copies) and runs instead of an image's own command.
+
+    `tree` is the zip already checked and unpacked by dockyard (never written to after that); the runtime
+    gives each sandbox a read-only view of it. `runtime` is the definition's `python_3_12` style name.
+    """
+
+    content_hash: str
+    tree: Path
+    runtime: str
+    entry_point: tuple[str, ...]
+    # "bundled": run the tree as it is, its packages/ folder on the import path;
+    # "remote_build": dockyard installs requirements.txt (or pyproject.toml) first, cached by what it installs.
+    dependency_resolution: str = "bundled"
+
+
+@dataclass(frozen=True)
 class Workload:
     key: WorkloadKey
     project: str
@@ -46,6 +64,9 @@ class Workload:
     # `latest` (or no tag) is pulled on every activation; a digest never; other tags when missing.
     pull_always: bool = False
     port: int = 8088
+    # Set for code-based versions: `image` is then the runtime base image a container runtime runs the
+    # code on (a process runtime runs the code directly and ignores `image`).
+    code: CodeWorkload | None = None
 
 
 @dataclass(frozen=True)
