@@ -260,3 +260,47 @@ def test_agent_framework_single_agent_sample_loads_unchanged() -> None:
     }
     assert [f.rule for f in manifest.findings] == ["resources-default"]
     assert manifest.resolved_environment(os.environ)["PROJECT_ENDPOINT"] == "{{PROJECT_ENDPOINT}}"
+
+
+CODE = HEAD + """\
+codeConfiguration:
+  runtime: python_3_12
+  entryPoint: main.py
+  dependencyResolution: remote_build
+"""
+
+
+def test_code_configuration_becomes_the_sdks_code_definition(tmp_path: Path) -> None:
+    manifest = load_manifest(write(tmp_path, CODE))
+    assert manifest.code is not None and manifest.image is None
+    definition = manifest.code_definition({})
+    assert definition["code_configuration"] == {
+        "runtime": "python_3_12", "entry_point": ["python", "main.py"], "dependency_resolution": "remote_build",
+    }
+    # What create_version_from_code sends, and what dockyard's API reads back as one definition.
+    model = HostedAgentDefinition(**definition)
+    assert model.as_dict()["code_configuration"]["entry_point"] == ["python", "main.py"]
+    parsed = HostedDefinition.from_wire({"kind": "hosted", **definition})
+    assert parsed.code_configuration == definition["code_configuration"]
+
+
+@pytest.mark.parametrize(("written", "command"), [
+    ("main.py", ["python", "main.py"]),
+    ("app/server.py", ["python", "app/server.py"]),
+    ('"python -m app --port 8088"', ["python", "-m", "app", "--port", "8088"]),
+])
+def test_entry_point_file_or_command(tmp_path: Path, written: str, command: list[str]) -> None:
+    manifest = load_manifest(write(tmp_path, CODE.replace("entryPoint: main.py", f"entryPoint: {written}")))
+    assert manifest.code is not None and list(manifest.code.entry_point) == command
+
+
+def test_dependency_resolution_defaults_to_bundled_as_the_api_does(tmp_path: Path) -> None:
+    manifest = load_manifest(write(tmp_path, CODE.replace("  dependencyResolution: remote_build\n", "")))
+    assert manifest.code is not None and manifest.code.dependency_resolution == "bundled"
+
+
+def test_an_image_agent_has_no_code_definition(tmp_path: Path) -> None:
+    manifest = load_manifest(write(tmp_path, HEAD + "image: registry.example.com/a:v1\n"))
+    assert manifest.code is None
+    with pytest.raises(ValueError):
+        manifest.code_definition({})

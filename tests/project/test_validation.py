@@ -33,6 +33,17 @@ def env(name: str, value: str) -> dict[str, str]:
     return {"env": f"environment_variables:\n  - name: {name}\n    value: {value}"}
 
 
+MAIN = {"main.py": "print('hello')\n"}
+
+
+def code(runtime: str = "python_3_12", entry: str = "main.py", resolution: str | None = "bundled") -> dict[str, str]:
+    """A code-based agent: no image, codeConfiguration on lines 13-16."""
+    block = f"codeConfiguration:\n  runtime: {runtime}\n  entryPoint: {entry}"
+    if resolution is not None:
+        block += f"\n  dependencyResolution: {resolution}"
+    return {"image": "#", "extra": block}
+
+
 def settings(text: str) -> dict[str, str]:
     return {"dockyard.yaml": text}
 
@@ -127,6 +138,23 @@ CASES = [
     Case("resources-default", "warning", {}, {"resources": "#\n#\n#"}, 1),
     Case("resources-default", "warning", {}, {"resources": 'resources:\n  cpu: "1"\n#'}, 7, id="no-memory"),
     Case("protocols-default", "warning", {}, {"protocols": "#\n#\n#"}, 1),
+    Case("code-and-image", "error", code(), {**code(), "image": "image: registry.example.com/my-agent:v1"}, 13,
+         files=MAIN),
+    Case("code-runtime", "error", code(runtime="python_3_14"), code(runtime="python_3_9"), 14, files=MAIN),
+    Case("code-runtime", "error", code(runtime="python_3_11"), code(runtime="node_20"), 14, files=MAIN,
+         id="not-python"),
+    Case("code-entry-point", "error", code(entry="app/main.py"), code(entry="main.py"), 15,
+         passing_files={"app/main.py": "print()\n"}),
+    Case("code-entry-point", "error", code(entry='"python -m app"'), code(entry='""'), 15, files=MAIN,
+         id="empty"),
+    Case("code-dependencies", "error", code(resolution="remote_build"), code(resolution="remote_build"), 16,
+         files=MAIN, passing_files={"requirements.txt": "httpx\n"}),
+    Case("code-dependencies", "error", code(resolution="bundled"), code(resolution="pip"), 16, files=MAIN,
+         id="unknown-mode"),
+    Case("code-bundled-packages", "warning", code(resolution="bundled"), code(resolution="bundled"), 16,
+         files={**MAIN, "requirements.txt": "httpx\n"}, passing_files={"packages/httpx/__init__.py": ""}),
+    Case("code-bundled-packages", "warning", code(resolution=None), code(resolution=None), 13,
+         passing_files=MAIN, failing_files={**MAIN, "requirements.txt": "httpx\n"}, id="default-mode"),
 ]
 
 

@@ -36,6 +36,9 @@ def validate_command(
     - protocol-version: a protocol and version dockyard and Foundry serve
     - cpu-range, memory-range: cpu 0.5 to 4, memory 1Gi to 8Gi
     - image-reference, image-source, dockerfile-missing: something to run
+    - code-and-image, code-runtime, code-entry-point, code-dependencies:
+      codeConfiguration (python_3_11..3_14, an entry point that is there,
+      requirements.txt for remote_build, no image beside it)
     - secret-name: *KEY*, *SECRET*, *PASSWORD*, *TOKEN* with a plain value
     - secret-value: values shaped like keys, JWTs, connection strings
     - env-name, env-value-type, env-shape, env-duplicate: variables' form
@@ -46,7 +49,8 @@ def validate_command(
     Warnings (exit 0): image-tag-latest, image-tag-missing (accepted, not
     reproducible), secret-entropy (long base64/hex), env-placeholder
     ({{...}} left as written), env-form, env-key (what azd would ignore),
-    resources-default, protocols-default (missing, azd's defaults apply).
+    resources-default, protocols-default (missing, azd's defaults apply),
+    code-bundled-packages (bundled with requirements.txt and no packages/).
 
     Use ${VAR} references for secrets: they are resolved at deploy time.
     Exit codes: 0 no errors, 1 errors found, 2 no agent.yaml to read.

@@ -9,6 +9,11 @@ environment variables and `tools`. Where the published schema and the Azure Deve
   list of `{name, value}` or a map (`NAME: {value: ...}` as the schema has it, or plainly `NAME: value`);
 - session settings: azd's `session_configuration.idle_timeout_seconds`.
 
+A code-based agent has `codeConfiguration {runtime, entryPoint, dependencyResolution}` instead of an image:
+`dockyard deploy` zips the project and sends it with `create_version_from_code` (see `code_zip`). The schema's
+`entryPoint` is a file (`main.py`), the API's `entry_point` a command (`["python", "main.py"]`); a file ending
+in `.py` is run with `python`, anything else is split like a shell command line.
+
 Missing `resources` or `protocols` get what azd deploys then (cpu "0.5", memory "1Gi"; responses 2.0.0),
 with a warning, because the schema requires them but azd deploys without them. What dockyard needs beyond the
 schema (registry, base image, session idle timeout) lives in a separate `dockyard.yaml` beside
@@ -21,6 +26,7 @@ Every node keeps its line (see `yamlfile`) so each problem can point at the line
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +38,7 @@ from dockyard.project.references import Unset, expand
 from dockyard.project.yamlfile import Document, YamlPath, dotted, file_finding, read_document
 
 __all__ = [
-    "DockyardSettings", "Finding", "Manifest", "ManifestError", "ManifestFileError", "by_line",
+    "CodeSettings", "DockyardSettings", "Finding", "Manifest", "ManifestError", "ManifestFileError", "by_line",
     "find_manifest", "load_manifest", "load_settings", "check_document", "environment_entries",
 ]
 
@@ -45,6 +51,9 @@ DEFAULT_CPU = "0.5"
 DEFAULT_MEMORY = "1Gi"
 DEFAULT_PROTOCOLS: tuple[tuple[str, str], ...] = (("responses", "2.0.0"),)
 ENV_KEYS = ("environmentVariables", "environment_variables")
+CODE_KEY = "codeConfiguration"
+# The API's default when a definition names no dependency_resolution (CodeConfiguration in azure-ai-projects).
+DEFAULT_DEPENDENCY_RESOLUTION = "bundled"
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,41 @@ class DockyardSettings:
     base_image: str | None = None  # FROM of the Containerfile `dockyard init` writes
     idle_timeout_seconds: int | None = None  # session idle timeout
     path: Path | None = None  # the dockyard.yaml read, if any
+
+
+@dataclass(frozen=True)
+class CodeSettings:
+    """agent.yaml's `codeConfiguration`, in the API's terms (`code_configuration` of a 2.x definition)."""
+
+    runtime: str  # python_3_11 ... python_3_14
+    entry_point: tuple[str, ...]  # the command, e.g. ("python", "main.py")
+    dependency_resolution: str  # bundled | remote_build
+
+    def wire(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "entry_point": list(self.entry_point),
+                "dependency_resolution": self.dependency_resolution}
+
+
+def entry_command(entry_point: str) -> tuple[str, ...]:
+    """`main.py` -> ("python", "main.py"); `python -m app` -> ("python", "-m", "app")."""
+    try:
+        words = tuple(shlex.split(entry_point))
+    except ValueError:
+        words = (entry_point,)
+    if len(words) == 1 and words[0].endswith(".py"):
+        return ("python", words[0])
+    return words
+
+
+def entry_file(command: tuple[str, ...]) -> str | None:
+    """The script a Python entry command runs (`python main.py` -> main.py), if it names one."""
+    if command and command[0].startswith("python"):
+        for word in command[1:]:
+            if word == "-m" or word == "-c":
+                return None
+            if not word.startswith("-"):
+                return word
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,6 +121,8 @@ class Manifest:
     environment_variables: dict[str, str]  # as written: "${VAR}" references unresolved
     tools: list[dict[str, Any]]
     dockyard: DockyardSettings = field(default_factory=DockyardSettings)
+    # codeConfiguration: a code-based agent (no image; the project folder is zipped and uploaded).
+    code: CodeSettings | None = None
     # azd's `session_configuration.idle_timeout_seconds` in agent.yaml, if written there.
     session_idle_timeout_seconds: int | None = None
     # Warnings found while loading (defaults applied, portability); errors raise ManifestError instead.
@@ -139,6 +185,22 @@ class Manifest:
             "cpu": self.cpu,
             "memory": self.memory,
             "container_configuration": {"image": image},
+            "protocol_versions": [{"protocol": p, "version": v} for p, v in self.protocols],
+            "environment_variables": self.resolved_environment(environ),
+        }
+        if self.idle_timeout_seconds is not None:
+            definition["session_configuration"] = {"idle_timeout_seconds": self.idle_timeout_seconds}
+        return definition
+
+    def code_definition(self, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The 2.x definition of a code-based version (`HostedAgentDefinition(**this)`): `code_configuration`
+        in place of `container_configuration`; what `create_version_from_code` sends as its metadata part."""
+        if self.code is None:
+            raise ValueError(f"{self.path} has no codeConfiguration")
+        definition: dict[str, Any] = {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "code_configuration": self.code.wire(),
             "protocol_versions": [{"protocol": p, "version": v} for p, v in self.protocols],
             "environment_variables": self.resolved_environment(environ),
         }
@@ -228,6 +290,7 @@ def load_manifest(path: Path) -> Manifest:
     session = data.get("session_configuration")
     idle = session.get("idle_timeout_seconds") if isinstance(session, dict) else None
     tools = data.get("tools")
+    code = data.get(CODE_KEY)
     return Manifest(
         path=path,
         name=data["name"],
@@ -240,9 +303,19 @@ def load_manifest(path: Path) -> Manifest:
         environment_variables={e.name: e.value for e in environment_entries(document)},
         tools=list(tools) if isinstance(tools, list) else [],
         dockyard=settings,
+        code=_code_settings(code) if isinstance(code, dict) else None,
         session_idle_timeout_seconds=idle if isinstance(idle, int) and not isinstance(idle, bool) else None,
         findings=tuple(f for f in findings + settings_findings if f.severity != "error"),
         document=document,
+    )
+
+
+def _code_settings(block: dict[str, Any]) -> CodeSettings:
+    resolution = block.get("dependencyResolution")
+    return CodeSettings(
+        runtime=str(block["runtime"]),
+        entry_point=entry_command(str(block["entryPoint"])),
+        dependency_resolution=str(resolution) if resolution else DEFAULT_DEPENDENCY_RESOLUTION,
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dockyard.domain.code_runtimes import DEPENDENCY_RESOLUTIONS, parse_python_runtime
 from dockyard.domain.errors import BadRequest
 from dockyard.domain.images import parse_image_reference
 from dockyard.domain.names import validate_agent_name
@@ -23,9 +24,13 @@ from dockyard.domain.sessions import IDLE_TIMEOUT_MAX, IDLE_TIMEOUT_MIN
 from dockyard.domain.tools import validate_tools
 from dockyard.project.findings import Finding, ManifestError, by_line
 from dockyard.project.manifest import (
+    CODE_KEY,
+    DEFAULT_DEPENDENCY_RESOLUTION,
     DockyardSettings,
     EnvironmentEntry,
     check_document,
+    entry_command,
+    entry_file,
     environment_entries,
     load_settings,
 )
@@ -146,6 +151,81 @@ def _image(document: Document) -> list[Finding]:
             rule="image-tag-missing", severity="warning",
             message=f"image {image!r} has no tag, so registries serve :latest: accepted, but not reproducible.",
             fix="Add a tag that names the build, for example `:v1`, or an @sha256: digest.",
+            line=line,
+        ))
+    return findings
+
+
+# Files pip installs from when dependency_resolution is remote_build (issue 10 §2).
+_REQUIREMENT_FILES = ("requirements.txt", "pyproject.toml")
+
+
+def _code(document: Document) -> list[Finding]:
+    """codeConfiguration: the runtime and dependency mode Foundry accepts, an entry point that is there, the
+    files a remote build installs from, and no image beside it (a version is one or the other)."""
+    block = document.data.get(CODE_KEY)
+    if not isinstance(block, dict):
+        return []
+    folder = document.path.parent
+    findings = []
+    both = [key for key in ("image", "dockerfilePath") if key in document.data]
+    if both:
+        findings.append(Finding(
+            rule="code-and-image", severity="error",
+            message=f"codeConfiguration and {' and '.join(both)} are both written; a version runs either an image or "
+            "uploaded code, and Foundry refuses a definition with both.",
+            fix=f"Remove {' and '.join(both)} to deploy the code, or remove codeConfiguration to deploy the image.",
+            line=document.line(CODE_KEY),
+        ))
+    runtime = block.get("runtime")
+    if isinstance(runtime, str):
+        findings += _domain(parse_python_runtime, runtime, rule="code-runtime", line=document.line(CODE_KEY, "runtime"),
+                            fix="Use, for example, `runtime: python_3_12`.")
+    entry = block.get("entryPoint")
+    if isinstance(entry, str):
+        command = entry_command(entry)
+        script = entry_file(command)
+        if not command:
+            findings.append(Finding(
+                rule="code-entry-point", severity="error", message="codeConfiguration.entryPoint is empty.",
+                fix="Name the file that starts the agent, for example `entryPoint: main.py`.",
+                line=document.line(CODE_KEY, "entryPoint"),
+            ))
+        elif script is not None and not (folder / script).is_file():
+            findings.append(Finding(
+                rule="code-entry-point", severity="error",
+                message=f"codeConfiguration.entryPoint {entry!r} names {script}, which is not in {folder.absolute()}.",
+                fix="Correct the path (it is relative to agent.yaml's folder, which is what gets uploaded), or create "
+                "the file.",
+                line=document.line(CODE_KEY, "entryPoint"),
+            ))
+    resolution = block.get("dependencyResolution")
+    line = document.line(CODE_KEY, "dependencyResolution") if resolution is not None else document.line(CODE_KEY)
+    requirements = [name for name in _REQUIREMENT_FILES if (folder / name).is_file()]
+    if isinstance(resolution, str) and resolution not in DEPENDENCY_RESOLUTIONS:
+        findings.append(Finding(
+            rule="code-dependencies", severity="error",
+            message=f"codeConfiguration.dependencyResolution {resolution!r} is not one Foundry knows.",
+            fix=f"Use {' or '.join(DEPENDENCY_RESOLUTIONS)}: remote_build installs requirements.txt when the version "
+            "is created; bundled runs the upload as it is, its packages/ folder on the import path.",
+            line=line,
+        ))
+    elif resolution == "remote_build" and not requirements:
+        findings.append(Finding(
+            rule="code-dependencies", severity="error",
+            message="dependencyResolution is remote_build, but there is no requirements.txt (or pyproject.toml) "
+            "beside agent.yaml to install from.",
+            fix="Add requirements.txt with the packages the agent imports, or use `dependencyResolution: bundled`.",
+            line=line,
+        ))
+    elif (resolution or DEFAULT_DEPENDENCY_RESOLUTION) == "bundled" and requirements \
+            and not (folder / "packages").is_dir():
+        findings.append(Finding(
+            rule="code-bundled-packages", severity="warning",
+            message=f"dependencyResolution is {'bundled' if resolution else 'not set (so bundled)'} and there is "
+            f"{requirements[0]} but no packages/ folder: nothing installs it, so imports of those packages fail.",
+            fix="Use `dependencyResolution: remote_build`, or vendor them: pip install -r requirements.txt "
+            "--target packages.",
             line=line,
         ))
     return findings
@@ -317,10 +397,11 @@ def _domain(check: Callable[..., object], *args: Any, rule: str, line: int | Non
         check(*args, **kwargs)
     except BadRequest as exc:
         message = re.sub(r"definition\.(cpu|memory)", r"resources.\1", exc.message).replace("definition.", "")
+        message = message.replace("code_configuration.runtime", "codeConfiguration.runtime")
         return [Finding(rule=rule, severity="error", message=message, fix=fix, line=line)]
     return []
 
 
 _RULES: tuple[Callable[[Document], list[Finding]], ...] = (
-    _name, _protocols, _resources, _image, _environment, _tools, _session,
+    _name, _protocols, _resources, _image, _code, _environment, _tools, _session,
 )
