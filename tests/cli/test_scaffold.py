@@ -106,3 +106,46 @@ def test_every_command_has_help_with_exit_codes(tmp_path: Path, command: str) ->
     result = dockyard(command, "--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "Exit codes" in result.stdout
+
+
+CODE_FILES = (EXPECTED_FILES - {"Containerfile", ".dockerignore"}) | {".agentignore"}
+
+
+@pytest.mark.parametrize("protocol", ["responses", "invocations"])
+def test_init_code_writes_a_code_based_project_with_nothing_to_build(tmp_path: Path, protocol: str) -> None:
+    from dockyard.project.code_zip import project_files
+
+    result = dockyard("init", "my-agent", "--code", "--protocol", protocol, "--runtime", "python_3_12", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'Next: cd my-agent && dockyard deploy && dockyard invoke my-agent "hello"' in result.stdout
+    project = tmp_path / "my-agent"
+    assert files_in(project) == CODE_FILES
+    for path in project.rglob("*"):
+        if path.is_file():
+            assert "{{" not in path.read_text(), f"unfilled placeholder in {path.name}"
+    validated = dockyard("validate", "--json", cwd=project)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert json.loads(validated.stdout)["findings"] == []
+
+    manifest = load_manifest(project / "agent.yaml")
+    assert manifest.dockerfile_path is None and manifest.image is None
+    assert manifest.code is not None
+    assert manifest.code.wire() == {"runtime": "python_3_12", "entry_point": ["python", "main.py"],
+                                    "dependency_resolution": "remote_build"}
+    # What deploy uploads: the agent and what it needs to run, not its tests or notes.
+    assert project_files(project)[0] == ["agent.py", "agent.yaml", "main.py", "requirements.txt"]
+
+
+def test_init_code_defaults_to_this_machines_python_when_foundry_offers_it(tmp_path: Path) -> None:
+    assert dockyard("init", "my-agent", "--code", cwd=tmp_path).returncode == 0
+    manifest = load_manifest(tmp_path / "my-agent" / "agent.yaml")
+    assert manifest.code is not None
+    assert manifest.code.runtime == f"python_{sys.version_info.major}_{sys.version_info.minor}"
+
+
+@pytest.mark.parametrize("args", [["--code", "--runtime", "python_2_7"], ["--runtime", "python_3_12"]])
+def test_init_refuses_a_runtime_it_cannot_use(tmp_path: Path, args: list[str]) -> None:
+    result = dockyard("init", "my-agent", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "dockyard: error:" in result.stderr
+    assert not (tmp_path / "my-agent").exists()

@@ -1,14 +1,19 @@
-"""`dockyard deploy`: agent.yaml and the built image become a new agent version, on dockyard or in Foundry.
+"""`dockyard deploy`: agent.yaml and the built image (or the project's code) become a new agent version, on
+dockyard or in Foundry.
 
 The same code for both targets (see `connect`): `AIProjectClient.agents.create_version` with the 2.x SDK's
 `HostedAgentDefinition`, built from `Manifest.hosted_definition` — what the Azure Developer CLI sends to
-Foundry too. Then it waits for `active`, because `creating` says nothing yet about whether the image
+Foundry too. A code-based agent (`codeConfiguration`) goes with `create_version_from_code` instead: the
+definition's `code_configuration` and the project folder as a deterministic zip (`project.code_zip`), so an
+unchanged folder gives the same sha256 and the service hands back the version it already has.
+Then it waits for `active`, because `creating` says nothing yet about whether the image
 pulls or the container starts; a failure is shown with its code, message and the container's last lines.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ from dockyard.cli.logs import VERSION_SANDBOX, read_logs
 from dockyard.cli.output import EXIT_FAILED, EXIT_USAGE, fail, note, print_json, progress, stdout
 from dockyard.cli.projects import load_project, warn_about
 from dockyard.project import build as builds
+from dockyard.project.code_zip import CodeZip, CodeZipError, build_zip
 from dockyard.project.manifest import Manifest, ManifestError
 
 POLL_SECONDS = 0.2
@@ -38,11 +44,13 @@ def deploy_command(
                                       "body, never headers) on stderr, exactly as the SDK sends it."),
     home: Path = HomeOption,
 ) -> None:
-    """Create a new version of the agent from agent.yaml and the image, then wait until it is active.
+    """Create a new version of the agent from agent.yaml and the image (or its code), then wait until it is active.
 
-    agent.yaml is checked with every `dockyard validate` rule first; ${VAR} references are resolved from
-    your environment. --target azure sends the same definition to AZURE_AI_PROJECT_ENDPOINT with
-    DefaultAzureCredential.
+    With codeConfiguration in agent.yaml there is no image: the project folder is zipped (less .git, .venv,
+    caches, .env files and what .dockerignore and .agentignore leave out) and uploaded with
+    create_version_from_code. agent.yaml is checked with every `dockyard validate` rule first; ${VAR}
+    references are resolved from your environment. --target azure sends the same definition to
+    AZURE_AI_PROJECT_ENDPOINT with DefaultAzureCredential.
 
     Exit codes: 0 active (or created, with --no-wait); 1 the version failed or did not become active in
     time; 2 agent.yaml, the image or the environment is wrong; 3 target unreachable or credential
@@ -50,14 +58,31 @@ def deploy_command(
     """
     manifest = load_project(path, check=True)
     warn_about(manifest)
+    if manifest.code is not None:
+        if image:
+            fail("--image is for image-based agents; agent.yaml has codeConfiguration, so its folder is uploaded.",
+                 EXIT_USAGE, details="Remove --image, or remove codeConfiguration from agent.yaml to deploy an image.")
+        with tempfile.TemporaryDirectory(prefix="dockyard-code-") as scratch:
+            bundle = _zip_project(manifest, Path(scratch))
+            _deploy(manifest, target, None, bundle, wait=wait, timeout=timeout, json_output=json_output,
+                    show_request=show_request, home=home)
+        return
     reference = image or _built_image(manifest) or manifest.image
     if not reference:
         fail("there is no image to deploy.", EXIT_USAGE,
              details="Run `dockyard build` first, pass --image, or name a prebuilt `image:` in agent.yaml.")
     if target is Target.azure:
         _check_reachable_from_azure(reference)
+    _deploy(manifest, target, reference, None, wait=wait, timeout=timeout, json_output=json_output,
+            show_request=show_request, home=home)
+
+
+def _deploy(manifest: Manifest, target: Target, reference: str | None, bundle: CodeZip | None, *, wait: bool,
+            timeout: float, json_output: bool, show_request: bool, home: Path | None) -> None:
+    """Create the version (from the image `reference`, or from the code `bundle`), wait, and report."""
     try:
-        fields = manifest.hosted_definition(reference, os.environ)
+        fields = (manifest.code_definition(os.environ) if bundle is not None
+                  else manifest.hosted_definition(reference or "", os.environ))
     except ManifestError as exc:
         fail(f"{exc.path}: environment variables refer to unset variables:", EXIT_USAGE, details=str(exc))
     if manifest.tools:
@@ -68,21 +93,31 @@ def deploy_command(
 
     client = project_client(target, home)
     hooks: dict[str, Any] = {"raw_request_hook": _print_request} if show_request else {}
+    source = reference if bundle is None else f"code {bundle.sha256[:12]}"
     with api_errors(f"deploying {manifest.name}"):
-        created = client.agents.create_version(
-            agent_name=manifest.name, definition=HostedAgentDefinition(**fields), description=manifest.description,
-            **hooks,
-        )
+        definition = HostedAgentDefinition(**fields)
+        if bundle is None:
+            created = client.agents.create_version(
+                agent_name=manifest.name, definition=definition, description=manifest.description, **hooks,
+            )
+        else:
+            note(f"Uploading {_size(bundle.size)} to {target.value}…")
+            with bundle.path.open("rb") as code:
+                created = client.agents.create_version_from_code(
+                    manifest.name, definition=definition, code=code, code_zip_sha256=bundle.sha256,
+                    description=manifest.description, **hooks,
+                )
         version = str(created.version)
         status = _status(created.status) or "creating"
-        note(f"Created {manifest.name} version {version} ({reference}) on {target.value}.")
+        note(f"Created {manifest.name} version {version} ({source}) on {target.value}.")
         details: Any = created
         if wait and status not in ("active", "failed"):
             details = _wait(client, manifest.name, version, timeout)
             status = _status(details.status)
     error = _error(details)
     if json_output:
-        print_json({"agent": manifest.name, "version": version, "status": status, "image": reference,
+        upload = None if bundle is None else {"sha256": bundle.sha256, "files": len(bundle.files), "bytes": bundle.size}
+        print_json({"agent": manifest.name, "version": version, "status": status, "image": reference, "code": upload,
                     "target": target.value, "endpoint": os.environ.get("AZURE_AI_PROJECT_ENDPOINT"), "error": error})
     if status == "failed":
         _explain_failure(client, manifest.name, version, error)
@@ -98,6 +133,27 @@ def deploy_command(
                       + ("" if target is Target.local else " --target azure"), markup=False)
         console.print(f"Its logs:   dockyard logs {manifest.name} --version {version}"
                       + ("" if target is Target.local else " --target azure"), markup=False)
+
+
+def _zip_project(manifest: Manifest, scratch: Path) -> CodeZip:
+    """The project folder as the zip to upload (see `code_zip` for what is left out), with what it holds."""
+    root = manifest.path.parent
+    try:
+        bundle = build_zip(root, scratch / f"{manifest.name}.zip")  # the SDK wants a stream named *.zip
+    except CodeZipError as exc:
+        fail(str(exc), EXIT_USAGE, details="Leave out what the agent does not need with .agentignore "
+             "(one pattern a line, as in .dockerignore).")
+    for link in bundle.skipped_links:
+        note(f"warning: {link} is a link leading out of {root}; it is left out of the upload.")
+    note(f"Zipped {len(bundle.files)} files ({_size(bundle.content_bytes)}) from {root} into {_size(bundle.size)}, "
+         f"sha256 {bundle.sha256[:12]}.")
+    return bundle
+
+
+def _size(count: int) -> str:
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KB"
+    return f"{count / 1048576:.1f} MB"
 
 
 def _built_image(manifest: Manifest) -> str | None:
@@ -136,7 +192,9 @@ def _print_request(request: Any) -> None:
     http_request = request.http_request
     body = http_request.body
     if isinstance(body, bytes):
-        body = body.decode()
+        body = body.decode(errors="replace")
+    elif body is None and getattr(http_request, "files", None):
+        body = "(multipart: the metadata part and the code zip)"
     typer.echo(f"{REQUEST_MARKER}\n{http_request.method} {http_request.url}\n{body}\n{REQUEST_MARKER}", err=True)
 
 
