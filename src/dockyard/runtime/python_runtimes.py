@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -195,39 +195,23 @@ class HostPythons:
     def _dependencies(self, code: CodeWorkload, interpreter: Path, version: PythonVersion, log: Log) -> Path | None:
         plan = build_plan(code)
         if plan is None:
-            log("dockyard: remote_build: no requirements.txt or pyproject.toml in the code; nothing to install")
+            log(NOTHING_TO_INSTALL)
             return None
+
+        def build(target: Path) -> None:
+            log(f"dockyard: remote_build: installing {plan.describe()} for Python {version[0]}.{version[1]} "
+                f"({interpreter})")
+            with plan.sources(code.tree) as arguments:
+                self._pip(interpreter, version, target, arguments, code, log)
+
         key = plan.key(f"cpython-{version[0]}.{version[1]}-{platform.machine()}")
-        final = self.cache_root / key
-        if final.is_dir():
-            log(f"dockyard: remote_build: dependencies already built for {plan.describe()} ({final})")
-            return final
-        self.cache_root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.cache_root / f"{key}.lock"):
-            if final.is_dir():  # built by whoever held the lock before us
-                log(f"dockyard: remote_build: dependencies already built for {plan.describe()} ({final})")
-                return final
-            for stale in self.cache_root.glob(f".{key}.*"):  # left by a build that crashed: never complete
-                shutil.rmtree(stale, ignore_errors=True)
-            building = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.cache_root))
-            try:
-                log(f"dockyard: remote_build: installing {plan.describe()} for Python "
-                    f"{version[0]}.{version[1]} ({interpreter})")
-                with plan.sources(code.tree) as arguments:
-                    self._pip(interpreter, version, building, arguments, code, log)
-                building.chmod(0o755)  # mkdtemp's 0700 would keep the directory from agents run as other users
-                os.rename(building, final)
-            except BaseException:
-                shutil.rmtree(building, ignore_errors=True)
-                raise
-        log(f"dockyard: remote_build: dependencies ready ({final})")
-        return final
+        built, fresh = build_once(self.cache_root, key, build)
+        log(f"dockyard: remote_build: dependencies ready ({built})" if fresh else plan.cached_note(built))
+        return built
 
     def _pip(self, interpreter: Path, version: PythonVersion, target: Path, arguments: list[str],
              code: CodeWorkload, log: Log) -> None:
-        command = [*_pip_command(interpreter), "install", "--target", str(target), "--no-input",
-                   "--disable-pip-version-check", "--progress-bar", "off", "--no-warn-script-location",
-                   "--root-user-action", "ignore", *arguments]
+        command = [*_pip_command(interpreter), "install", "--target", str(target), *PIP_OPTIONS, *arguments]
         environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         environment["PYTHONUNBUFFERED"] = "1"
         tail: collections.deque[str] = collections.deque(maxlen=PIP_TAIL_LINES)
@@ -258,16 +242,53 @@ class HostPythons:
                 process.wait()
         if returncode == 0 and not timed_out.is_set():
             return
-        why = (f"took longer than {self.build_timeout_seconds:.0f} s and was stopped" if timed_out.is_set()
-               else f"failed (pip exited with {returncode})")
-        raise RuntimeFailure(
-            REMOTE_BUILD_FAILED,
-            f"Installing the code's requirements for {runtime_name(version)} {why}. Last lines of pip's output:\n"
-            + "\n".join(tail)
-            + "\nPin versions that exist and resolve for Python "
-            f"{version[0]}.{version[1]}, or put the packages in the zip's packages/ folder and use "
-            "dependency_resolution 'bundled'.",
-        )
+        raise build_failure(f"for {runtime_name(version)}", returncode, timed_out.is_set(), self.build_timeout_seconds,
+                            tail, f"Python {version[0]}.{version[1]}")
+
+
+NOTHING_TO_INSTALL = "dockyard: remote_build: no requirements.txt or pyproject.toml in the code; nothing to install"
+PIP_OPTIONS = ("--no-input", "--disable-pip-version-check", "--progress-bar", "off", "--no-warn-script-location",
+               "--root-user-action", "ignore")
+
+
+def build_failure(where: str, returncode: int | None, timed_out: bool, timeout: float, tail: Iterable[str],
+                  python: str) -> RuntimeFailure:
+    """RemoteBuildFailed with pip's last lines, and what to do about it."""
+    why = (f"took longer than {timeout:.0f} s and was stopped" if timed_out
+           else f"failed (pip exited with {returncode})")
+    return RuntimeFailure(
+        REMOTE_BUILD_FAILED,
+        f"Installing the code's requirements {where} {why}. Last lines of pip's output:\n" + "\n".join(tail)
+        + f"\nPin versions that exist and resolve for {python}, or put the packages in the zip's packages/ "
+        "folder and use dependency_resolution 'bundled'.",
+    )
+
+
+def build_once(root: Path, key: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """`root/key`, made by `build(directory)` unless it is there already; True when it was built now.
+
+    The build fills a temporary directory that is renamed to `root/key` only when `build` returns, so
+    a directory under that name is always complete; one build per key at a time, across threads and
+    processes (a lock file); what a crashed build left is removed before the next one.
+    """
+    final = root / key
+    if final.is_dir():
+        return final, False
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / f"{key}.lock"):
+        if final.is_dir():  # built by whoever held the lock before us
+            return final, False
+        for stale in root.glob(f".{key}.*"):  # left by a build that crashed: never complete
+            shutil.rmtree(stale, ignore_errors=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+        try:
+            building.chmod(0o755)  # mkdtemp's 0700 would keep the directory from agents run as other users
+            build(building)
+            os.rename(building, final)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    return final, True
 
 
 @dataclass(frozen=True)
@@ -284,7 +305,7 @@ class BuildPlan:
         digest = hashlib.sha256()
         for part in (python.encode(), self.requirements or b"", self.pyproject or b""):
             digest.update(hashlib.sha256(part).digest())
-        if self.pyproject is not None and self.pyproject_dependencies is None:
+        if self.builds_project:
             digest.update(self.content_hash.encode())  # the project itself is installed: all its code counts
         return digest.hexdigest()
 
@@ -293,19 +314,31 @@ class BuildPlan:
         if self.requirements is not None:
             parts.append("requirements.txt")
         if self.pyproject is not None:
-            parts.append("pyproject.toml's dependencies" if self.pyproject_dependencies is not None
-                         else "the pyproject.toml project")
+            parts.append("the pyproject.toml project" if self.builds_project else "pyproject.toml's dependencies")
         return " and ".join(parts)
+
+    @property
+    def builds_project(self) -> bool:
+        """True when the project itself is installed (its dependencies are dynamic), not only what it names."""
+        return self.pyproject is not None and self.pyproject_dependencies is None
+
+    def cached_note(self, built: Path) -> str:
+        return f"dockyard: remote_build: dependencies already built for {self.describe()} ({built})"
+
+    def requirement_arguments(self, tree: str) -> list[str]:
+        """pip's arguments for what the code names, with the code's tree at `tree` (a path where pip runs)."""
+        arguments: list[str] = []
+        if self.requirements is not None:
+            arguments += ["--requirement", f"{tree}/requirements.txt"]
+        if self.pyproject_dependencies is not None:
+            arguments += list(self.pyproject_dependencies)
+        return arguments
 
     @contextmanager
     def sources(self, tree: Path) -> Iterator[list[str]]:
         """pip's arguments; a project to build is copied first, since builds write into their source."""
-        arguments: list[str] = []
-        if self.requirements is not None:
-            arguments += ["--requirement", str(tree / "requirements.txt")]
-        if self.pyproject is not None and self.pyproject_dependencies is not None:
-            arguments += list(self.pyproject_dependencies)
-        if self.pyproject is None or self.pyproject_dependencies is not None:
+        arguments = self.requirement_arguments(str(tree))
+        if not self.builds_project:
             yield arguments
             return
         with tempfile.TemporaryDirectory(prefix="dockyard-project-") as scratch:
