@@ -42,6 +42,7 @@ from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox
 from dockyard.store.sessions import SessionStore
+from dockyard.store.traces import TraceStore
 
 log = logging.getLogger("dockyard.server")
 
@@ -121,6 +122,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         # Built here, started by the app once it serves (never before the port is bound).
         local_model=local_model,
         catalog=catalog,
+        traces=TraceStore(home.root / "traces.db"),
     )
 
 

@@ -33,3 +33,7 @@ class Settings:
     reconcile_interval_seconds: float = 2.0
     # llama.cpp's server with Gemma 3 270M, started and supervised by dockyard (the local-model extra).
     local_model: bool = True
+    # Traces (<home>/traces.db): spans older than this, then the oldest past the size, are pruned periodically.
+    trace_retention_seconds: float = 7 * 24 * 3600
+    trace_max_bytes: int = 256 * 1024 * 1024
+    trace_prune_interval_seconds: float = 300.0

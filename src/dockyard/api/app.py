@@ -18,17 +18,27 @@ from dockyard.api import (
     inference,
     invocations,
     logs,
+    metrics,
     responses,
     session_files,
     sessions,
+    telemetry,
 )
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
 from dockyard.gateway.proxy import sandbox_client
+from dockyard.gateway.tracing import TracingMiddleware
+from dockyard.store.traces import TraceWriter
 
 
 def create_app(services: Services) -> ASGIApp:
+    settings = services.settings
+    services.metrics = services.metrics or metrics.Metrics(services)
+    writer = None if services.traces is None else TraceWriter(
+        services.traces, max_age_seconds=settings.trace_retention_seconds, max_bytes=settings.trace_max_bytes,
+        prune_interval_seconds=settings.trace_prune_interval_seconds)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # The reconciler lives exactly as long as the server: started once it listens, stopped on shutdown.
@@ -38,9 +48,13 @@ def create_app(services: Services) -> ASGIApp:
         if services.local_model is not None:
             services.local_model.start()
         services.http = sandbox_client(services.settings.invocation_timeout_seconds)
+        if writer is not None:
+            writer.start()
         try:
             yield
         finally:
+            if writer is not None:
+                await asyncio.to_thread(writer.close)
             if services.sandboxes is not None:
                 services.sandboxes.writes.close()
             if services.reconciler is not None:
@@ -70,4 +84,8 @@ def create_app(services: Services) -> ASGIApp:
     # Deployments and connections share no path with the agent routes, so their place does not matter.
     app.include_router(deployments.router)
     app.include_router(connections.router)
-    return RequestIdMiddleware(app)
+    # Telemetry: OTLP in at the root (where exporters append /v1/traces), traces out per project, /metrics.
+    app.include_router(telemetry.router)
+    app.include_router(telemetry.project_router)
+    app.include_router(metrics.router)
+    return RequestIdMiddleware(TracingMiddleware(app, metrics.gateway_call_finished(services, writer)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from fastapi import Request
@@ -26,6 +26,10 @@ from dockyard.runtime.base import Runtime
 from dockyard.settings import Settings
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
+from dockyard.store.traces import TraceStore
+
+if TYPE_CHECKING:
+    from dockyard.api.metrics import Metrics
 
 
 @dataclass
@@ -50,6 +54,9 @@ class Services:
     # The supervised llama.cpp server; None with --no-local-model. See dockyard.models.local.
     local_model: LocalModel | None = None
     http: aiohttp.ClientSession | None = None
+    # Spans (traces.db) and the Prometheus counters: see dockyard.api.telemetry and dockyard.api.metrics.
+    traces: TraceStore | None = None
+    metrics: Metrics | None = None
 
 
 def services(request: Request) -> Services:

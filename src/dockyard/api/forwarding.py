@@ -13,6 +13,7 @@ from dockyard.api.request_ids import new_call_id
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest
 from dockyard.domain.sessions import Session
+from dockyard.gateway import tracing
 from dockyard.gateway.proxy import SandboxUnreachable, relay, unreachable
 from dockyard.gateway.sandboxes import Target
 from dockyard.identity.tokens import Principal
@@ -71,6 +72,7 @@ async def relay_to_session(request: Request, session: Session, method: str, path
     """Relay to the session's sandbox; if a warm one turns out gone, start it again and retry once."""
     the = services(request)
     assert the.http is not None, "the app sets its client when it starts serving"
+    tracing.entered_session(session)
     for attempt in (1, 2):
         sandbox = await running_target(request, session)
         try:

@@ -10,6 +10,7 @@ import typer
 
 from dockyard.cli.cleanup import register as register_cleanup
 from dockyard.cli.models import register as register_models
+from dockyard.cli.traces import traces_command
 from dockyard.cli.validate import validate_command
 from dockyard.cli.workflow import register as register_workflow
 from dockyard.home import Home, HomeError, default_home
@@ -27,6 +28,7 @@ app.command("validate")(validate_command)
 register_workflow(app)
 register_models(app)
 register_cleanup(app)
+app.command("traces")(traces_command)
 
 HomeOption = typer.Option(None, "--home", help="dockyard's home folder (default: $DOCKYARD_HOME or ~/.dockyard)")
 

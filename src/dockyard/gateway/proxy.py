@@ -16,6 +16,7 @@ import aiohttp
 from starlette.responses import Response, StreamingResponse
 
 from dockyard.api.errors import error_response, stream_error_event
+from dockyard.gateway.tracing import upstream_headers
 
 log = logging.getLogger("dockyard.gateway")
 
@@ -56,6 +57,7 @@ async def relay(
     client: aiohttp.ClientSession, method: str, url: str, *, headers: Mapping[str, str], content: bytes | None,
     extra_response_headers: Mapping[str, str] | None = None, request_id: str = "",
 ) -> Response:
+    headers = upstream_headers(headers)  # dockyard's gateway span: traceparent to the agent
     try:
         upstream = await client.request(method, url, headers=dict(headers), data=content, allow_redirects=False)
     except (TimeoutError, aiohttp.ServerTimeoutError):

@@ -23,6 +23,7 @@ from typing import Any
 
 from dockyard.domain.errors import DockyardError, NotFound
 from dockyard.domain.sessions import Session, SessionStatus, idle_timeout_from, validate_session_id
+from dockyard.gateway import tracing
 from dockyard.gateway.routing import pick_version
 from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import RuntimeFailure, WorkloadKey
@@ -254,6 +255,7 @@ class Sandboxes:
             self.sessions.touch(session.id)
             self._touched[session.id] = time.monotonic()
             if cold:
+                tracing.cold_start(session)
                 try:
                     observed = runtime.ensure_running(self.reconciler.workload(desired, session.id))
                 except RuntimeFailure as failure:

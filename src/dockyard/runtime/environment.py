@@ -67,6 +67,9 @@ class PlatformEnvironment:
                 "IDENTITY_ENDPOINT": f"{self.base_url}{IDENTITY_PATH}",
                 "IDENTITY_HEADER": agent_identity_header(self.identity_secret, desired.uid),
             })
+            environment.update(otlp_environment(self.base_url, agent_identity_header(self.identity_secret,
+                                                                                     desired.uid),
+                                                environment, session_id))
         return environment
 
     def _connection(self, project: str, name: str) -> ProjectConnection:
@@ -74,3 +77,26 @@ class PlatformEnvironment:
             raise NotFound(f"Connection {name!r} cannot be read: this dockyard has no connections store.",
                            code=CONNECTION_NOT_FOUND)
         return self.connections(project, name)
+
+
+# A version that names its own collector keeps it (docs/observability.md): dockyard then sees none of its spans.
+_OWN_COLLECTOR = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def otlp_environment(base_url: str, identity_header: str, environment: dict[str, str],
+                     session_id: str) -> dict[str, str]:
+    """OTLP export to dockyard (api/telemetry.py), as Microsoft's adapter reads it: the endpoint (it appends
+    /v1/traces), http/protobuf, and the sandbox's identity as the exporter's header. Without an endpoint the
+    adapter dumps every span to the console instead, hundreds of lines per request."""
+    if any(environment.get(name) for name in _OWN_COLLECTOR):
+        return {}
+    exports = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": base_url,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_HEADERS": f"x-identity-header={identity_header}",
+    }
+    if session_id:
+        # On every span's resource, so spans the adapter does not tag with the session still say it.
+        own = environment.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        exports["OTEL_RESOURCE_ATTRIBUTES"] = f"{own},session.id={session_id}" if own else f"session.id={session_id}"
+    return exports

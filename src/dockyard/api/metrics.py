@@ -1,0 +1,114 @@
+"""`GET /metrics`: dockyard in Prometheus' text format, for the operator (a token that is not an agent's).
+
+Counters the gateway feeds as calls finish (requests, errors, latency per agent and version, cold
+starts) live in this process; what the store already knows (live sessions, sandbox restarts) is read
+when scraped, so it is right after a restart and across replicas. Each dockyard app has a registry of
+its own, so two apps in one process (tests) never share counts.
+
+Tokens per deployment are counted where the model relay sees a usage block (answers it translates);
+answers relayed byte for byte are not parsed, so their tokens are not counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api.dependencies import Services, authenticate_operator, services
+from dockyard.domain.sessions import Session, SessionStatus
+from dockyard.gateway import tracing
+from dockyard.gateway.tracing import GatewayCall
+from dockyard.store.traces import TraceWriter
+
+router = APIRouter()
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    def __init__(self, services: Services) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dockyard_agent_requests", "Calls the gateway relayed to agents, by answer status.",
+                                ["project", "agent", "version", "status"], registry=self.registry)
+        self.errors = Counter("dockyard_agent_errors", "Calls to agents that failed (status 5xx or the caller left).",
+                              ["project", "agent", "version"], registry=self.registry)
+        self.latency = Histogram("dockyard_agent_request_duration_seconds",
+                                 "Time from a call's arrival to the last byte of the agent's answer.",
+                                 ["project", "agent", "version"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.cold_starts = Counter("dockyard_cold_starts", "Sandboxes started for a call because none was running.",
+                                   ["project", "agent", "version"], registry=self.registry)
+        self.tokens = Counter("dockyard_model_tokens", "Tokens model deployments used, from the usage they reported.",
+                              ["project", "deployment", "kind"], registry=self.registry)
+        self.spans = Counter("dockyard_spans_received", "Spans received over OTLP, by who sent them.", ["source"],
+                             registry=self.registry)
+        self.registry.register(_StoreCollector(services))
+
+    def call_finished(self, call: GatewayCall, seconds: float) -> None:
+        session = call.session
+        if session is None:
+            return
+        labels = (session.project, session.agent_name, session.version)
+        self.requests.labels(*labels, str(call.status)).inc()
+        if call.status >= 500 or call.status == 499:
+            self.errors.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def cold_start(self, session: Session) -> None:
+        self.cold_starts.labels(session.project, session.agent_name, session.version).inc()
+
+    def used_tokens(self, project: str, deployment: str, usage: dict[str, object]) -> None:
+        for kind, key in (("input", "input_tokens"), ("output", "output_tokens"), ("input", "prompt_tokens"),
+                          ("output", "completion_tokens")):
+            value = usage.get(key)
+            if isinstance(value, int) and value > 0:
+                self.tokens.labels(project, deployment, kind).inc(value)
+
+
+class _StoreCollector(Collector):
+    """Gauges read from the store at scrape time: live sessions and sandbox restarts per version."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        live = GaugeMetricFamily("dockyard_live_sessions", "Sessions whose sandbox runs now.",
+                                 labels=["project", "agent", "version"])
+        tally = Tally((s.project, s.agent_name, s.version) for s in self.services.sessions.all()
+                      if s.status == SessionStatus.ACTIVE)
+        for labels, count in sorted(tally.items()):
+            live.add_metric(list(labels), count)
+        yield live
+        restarts = GaugeMetricFamily("dockyard_sandbox_restarts", "Times the reconciler restarted a version's "
+                                     "crashed sandbox.", labels=["project", "agent", "version"])
+        for desired in self.services.control_plane.store.desired_versions():
+            restarts.add_metric([desired.project, desired.version.agent_name, desired.version.version],
+                                desired.restarts)
+        yield restarts
+
+
+def gateway_call_finished(services: Services, writer: TraceWriter | None) -> Callable[[GatewayCall, int], None]:
+    """What the tracing middleware does with a finished gateway call: count it, hand its spans to the writer."""
+    assert services.metrics is not None
+    counted = services.metrics
+    tracing.on_cold_start(counted.cold_start)
+
+    def finished(call: GatewayCall, end_ns: int) -> None:
+        counted.call_finished(call, (end_ns - call.start_ns) / 1e9)
+        if writer is not None:
+            writer.submit(call.spans(end_ns))
+
+    return finished
+
+
+@router.get("/metrics", dependencies=[Depends(authenticate_operator)])
+async def metrics(request: Request) -> Response:
+    the = services(request)
+    assert the.metrics is not None, "create_app sets the metrics"
+    body = await run_in_threadpool(generate_latest, the.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
