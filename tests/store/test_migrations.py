@@ -46,7 +46,7 @@ def test_migrate_is_idempotent(tmp_path: Path) -> None:
     migrate(reopened)
     assert schema_diff(reopened) == []
     with reopened.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0005"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0006"]
         assert connection.execute(text("SELECT name FROM agents")).scalars().all() == ["kept"]
 
 

@@ -18,6 +18,7 @@ from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from dockyard.gateway.sandboxes import Sandboxes
 from dockyard.identity.agents import AGENT_ROLE
+from dockyard.identity.ownership import OPERATOR_SUBJECT, USER_IDENTITY_HEADER, Caller, delegated_user
 from dockyard.identity.tokens import InvalidToken, Principal, TokenAuthority
 from dockyard.models.catalog import Catalog
 from dockyard.models.local import LocalModel
@@ -92,6 +93,25 @@ def authenticate_operator(request: Request) -> Principal:
             code="AgentIdentityNotAllowed",
         )
     return principal
+
+
+def authenticate_caller(request: Request) -> Caller:
+    """The token's principal, and the end user it delegates for (`x-ms-user-identity`), for ownership.
+
+    Operator is the identity `dockyard env` hands out, never an agent's: see dockyard.identity.ownership.
+    """
+    principal = authenticate(request)
+    return caller_of(principal, request.headers.get(USER_IDENTITY_HEADER))
+
+
+def caller_of(principal: Principal, user_identity: str | None) -> Caller:
+    role = principal.claims.get("dockyard_role")
+    return Caller(
+        subject=principal.subject,
+        user=delegated_user(user_identity),
+        operator=principal.subject == OPERATOR_SUBJECT and role != AGENT_ROLE,
+        oid=str(principal.claims.get("oid") or principal.subject),
+    )
 
 
 def wire_shape(request: Request) -> WireShape:

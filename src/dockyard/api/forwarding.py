@@ -16,7 +16,7 @@ from dockyard.domain.sessions import Session
 from dockyard.gateway import tracing
 from dockyard.gateway.proxy import SandboxUnreachable, relay, unreachable
 from dockyard.gateway.sandboxes import Target
-from dockyard.identity.tokens import Principal
+from dockyard.identity.ownership import Caller
 
 
 def check_api_version(request: Request) -> None:
@@ -27,13 +27,14 @@ def check_api_version(request: Request) -> None:
                          f"{', '.join(WireShape.supported())}, or none.", code="UnsupportedApiVersion")
 
 
-def platform_headers(request: Request, session: Session, principal: Principal) -> dict[str, str]:
-    """What Foundry tells a sandbox about each request (DESIGN.md §3)."""
+def platform_headers(request: Request, session: Session, caller: Caller) -> dict[str, str]:
+    """What Foundry tells a sandbox about each request (DESIGN.md §3); the user is the delegated end user
+    (`x-ms-user-identity`) when the caller names one, else the caller's object id."""
     headers = {
         "content-type": request.headers.get("content-type", "application/json"),
         "accept": request.headers.get("accept", "*/*"),
         "x-agent-session-id": session.id,
-        "x-agent-user-id": str(principal.claims.get("oid") or principal.subject),
+        "x-agent-user-id": caller.end_user,
         "x-agent-foundry-call-id": new_call_id(),
         "x-request-id": request.scope.get("state", {}).get("request_id", ""),
     }
@@ -44,8 +45,9 @@ def platform_headers(request: Request, session: Session, principal: Principal) -
 
 
 async def open_session(request: Request, project: str, agent_name: str, session_id: str | None,
-                       pinned_version: str | None = None) -> Session:
-    """The request's session; read from the store (off the event loop) only when not known already.
+                       pinned_version: str | None = None, *, caller: Caller) -> Session:
+    """The caller's session (404 for one that is another caller's); read from the store (off the event
+    loop) only when not known already.
 
     One draw per request decides a traffic split, whichever of the two paths answers: drawing again
     on the slow path would favour the versions whose sessions this process happens to know.
@@ -53,11 +55,11 @@ async def open_session(request: Request, project: str, agent_name: str, session_
     sandboxes = services(request).sandboxes
     draw = random.random()
     known = sandboxes.open_cached(project, agent_name, session_id=session_id, pinned_version=pinned_version,
-                                  draw=draw)
+                                  caller=caller, draw=draw)
     if known is not None:
         return known
     return await run_in_threadpool(sandboxes.open, project, agent_name, session_id=session_id,
-                                   pinned_version=pinned_version, draw=draw)
+                                   pinned_version=pinned_version, caller=caller, draw=draw)
 
 
 async def running_target(request: Request, session: Session) -> Target:

@@ -16,13 +16,15 @@ from fastapi.responses import JSONResponse
 
 from dockyard.api.dependencies import services
 from dockyard.api.errors import error_response
+from dockyard.domain.errors import DockyardError
 from dockyard.identity.agents import AGENT_ROLE, agent_from_identity_header
+from dockyard.identity.ownership import OPERATOR_SUBJECT, USER_ROLE, user_subject
 
 router = APIRouter()
 
 IDENTITY_PATH = "/msi/token"
 IDENTITY_API_VERSION = "2019-08-01"
-LOCAL_SUBJECT = "local-developer"
+LOCAL_SUBJECT = OPERATOR_SUBJECT
 
 
 @router.get(IDENTITY_PATH, response_model=None)
@@ -45,7 +47,19 @@ def issue_token(request: Request) -> JSONResponse | dict[str, Any]:
     resource = request.query_params.get("resource")
     if not resource:
         return error_response(400, "MissingResource", "Name the token's audience in the 'resource' query parameter.")
-    if agent_uid is None:
+    # A named user: what a user-assigned identity is in App Service's protocol (azure-identity sends
+    # `client_id`: DefaultAzureCredential(managed_identity_client_id=...) or AZURE_CLIENT_ID). A caller of
+    # its own, with its own sessions and responses, never the operator. Only for the home's secret.
+    client_id = request.query_params.get("client_id")
+    if client_id is not None and agent_uid is not None:
+        return error_response(400, "InvalidClientId", "An agent's identity is its own; it cannot name a user.")
+    if client_id is not None:
+        try:
+            subject = user_subject(client_id)
+        except DockyardError as exc:
+            return error_response(400, exc.code, exc.message)
+        token = services(request).authority.issue(subject, resource, extra_claims={"dockyard_role": USER_ROLE})
+    elif agent_uid is None:
         token = services(request).authority.issue(LOCAL_SUBJECT, resource)
     else:
         token = services(request).authority.issue(

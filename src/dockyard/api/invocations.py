@@ -16,11 +16,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response, WebSocket
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.api.dependencies import authenticate, read_body, services
+from dockyard.api.dependencies import authenticate_caller, read_body, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
 from dockyard.api.websocket_relay import relay_websocket
 from dockyard.domain.errors import NotFound
 from dockyard.domain.sessions import Session
+from dockyard.identity.ownership import Caller, may_follow
 
 router = APIRouter(prefix="/api/projects/{project}")
 
@@ -43,14 +44,14 @@ async def invoke(request: Request, project: str, agent_name: str) -> Response:
     `x-agent-session-id` header, or the version's shared one, and goes to the sandbox in that same query parameter.
     """
     check_api_version(request)
-    principal = authenticate(request)
+    caller = authenticate_caller(request)
     content = await read_body(request, services(request).settings.max_invocation_bytes)
     session_id = request.query_params.get("agent_session_id") or request.headers.get("x-agent-session-id")
-    session = await open_session(request, project, agent_name, session_id)
+    session = await open_session(request, project, agent_name, session_id, caller=caller)
     # Named here, not by the caller: an id chosen by a caller could claim another session's route.
     invocation_id = str(uuid.uuid4())
-    services(request).sandboxes.record_invocation(invocation_id, session.id)
-    headers = platform_headers(request, session, principal) | {"x-agent-invocation-id": invocation_id}
+    services(request).sandboxes.record_invocation(invocation_id, session.id, caller.owner)
+    headers = platform_headers(request, session, caller) | {"x-agent-invocation-id": invocation_id}
     return await relay_to_session(request, session, "POST", f"/invocations?{_sandbox_query(request, session)}",
                                   headers, content)
 
@@ -59,18 +60,19 @@ async def invoke(request: Request, project: str, agent_name: str) -> Response:
 async def openapi_document(request: Request, project: str, agent_name: str) -> Response:
     """The agent's own OpenAPI document (404 from the agent when it registered none)."""
     check_api_version(request)
-    principal = authenticate(request)
-    session = await open_session(request, project, agent_name, request.query_params.get("agent_session_id"))
+    caller = authenticate_caller(request)
+    session = await open_session(request, project, agent_name, request.query_params.get("agent_session_id"),
+                                 caller=caller)
     return await relay_to_session(request, session, "GET", "/invocations/docs/openapi.json",
-                                  platform_headers(request, session, principal), None)
+                                  platform_headers(request, session, caller), None)
 
 
 async def _follow(request: Request, project: str, agent_name: str, invocation_id: str, suffix: str) -> Response:
     check_api_version(request)
-    principal = authenticate(request)
-    session = await _session_of_invocation(request, project, agent_name, invocation_id)
+    caller = authenticate_caller(request)
+    session = await _session_of_invocation(request, project, agent_name, invocation_id, caller)
     content = await read_body(request, services(request).settings.max_invocation_bytes) if suffix else None
-    headers = platform_headers(request, session, principal) | {"x-agent-invocation-id": invocation_id}
+    headers = platform_headers(request, session, caller) | {"x-agent-invocation-id": invocation_id}
     path = f"/invocations/{invocation_id}{suffix}?{_sandbox_query(request, session)}"
     return await relay_to_session(request, session, request.method, path, headers, content)
 
@@ -86,13 +88,19 @@ async def cancel_invocation(request: Request, project: str, agent_name: str, inv
     return await _follow(request, project, agent_name, invocation_id, "/cancel")
 
 
-async def _session_of_invocation(request: Request, project: str, agent_name: str, invocation_id: str) -> Session:
+async def _session_of_invocation(request: Request, project: str, agent_name: str, invocation_id: str,
+                                 caller: Caller) -> Session:
+    """The session that ran the invocation, if the caller (and delegated end user) made it through this
+    agent; otherwise the 404 of an invocation that does not exist, word for word."""
     not_found = NotFound(f"Invocation {invocation_id!r} of agent {agent_name!r} was not found.",
                          code="InvocationNotFound")
     if not _INVOCATION_ID.fullmatch(invocation_id):
         raise not_found
-    session = await run_in_threadpool(services(request).sandboxes.session_of_invocation, invocation_id)
-    if session is None or (session.project, session.agent_name) != (project, agent_name):
+    routed = await run_in_threadpool(services(request).sandboxes.session_of_invocation, invocation_id)
+    if routed is None:
+        raise not_found
+    session, owner = routed
+    if (session.project, session.agent_name) != (project, agent_name) or not may_follow(caller, owner):
         raise not_found
     return session
 

@@ -3,6 +3,9 @@
 2.0.0b3's `{endpoint}/openai` (agent named in the body as `agent`), 2.x's `{endpoint}/openai/v1`
 (`agent_reference`), and 2.x's per-agent `{endpoint}/agents/{name}/endpoint/protocols/openai`, all
 served alike. A response's later calls (GET, DELETE, cancel, input_items) reach the sandbox that made it.
+A response is its caller's and delegated end user's (dockyard.identity.ownership): anyone else, or the
+same id through another agent's URL, gets the 404 of a response that does not exist, and so does a
+request continuing it (`previous_response_id`).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.api.dependencies import authenticate, json_body, root_project, services
+from dockyard.api.dependencies import authenticate_caller, json_body, root_project, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
 from dockyard.api.inference import authenticate_inference, model_response
 from dockyard.domain.errors import BadRequest, NotFound
-from dockyard.domain.sessions import validate_session_id
+from dockyard.domain.sessions import Session, validate_session_id
+from dockyard.identity.ownership import Caller, may_follow
 
 router = APIRouter(prefix="/api/projects/{project}")
 # The host's root (AzureOpenAI and LangChain given the host as endpoint) is the default project's.
@@ -47,7 +51,7 @@ async def create_response(request: Request, project: str, agent_name: str | None
         if body.get("model") and not (body.get("agent_reference") or body.get("agent")):
             return await model_response(request, project, body)
     check_api_version(request)
-    principal = authenticate(request)
+    caller = authenticate_caller(request)
     if body is None:
         body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
     reference = body.get("agent_reference") or body.get("agent") or {}
@@ -64,26 +68,43 @@ async def create_response(request: Request, project: str, agent_name: str | None
         session_id = request.headers.get("x-agent-session-id")
     else:
         session_id = validate_session_id(session_id)  # before it is used as a key: it may be any JSON
-    session = await open_session(request, project, name, session_id, reference.get("version"))
+    previous = body.get("previous_response_id")
+    if previous is not None:
+        if not isinstance(previous, str):
+            raise BadRequest("'previous_response_id' must be a string: the id of an earlier response.",
+                             code="InvalidRequestBody", param="previous_response_id")
+        await _response_of(request, project, name, previous, caller)  # 404 unless the caller's, of this agent
+    session = await open_session(request, project, name, session_id, reference.get("version"), caller=caller)
     response_id = new_response_id()
-    services(request).sandboxes.record_response(response_id, session.id)
+    services(request).sandboxes.record_response(response_id, session.id, caller.owner)
     outbound = json.dumps({**body, "agent_session_id": session.id}).encode()
-    headers = platform_headers(request, session, principal) | {"x-agent-response-id": response_id}
+    headers = platform_headers(request, session, caller) | {"x-agent-response-id": response_id}
     return await relay_to_session(request, session, "POST", "/responses", headers, outbound)
 
 
 async def follow_response(request: Request, project: str, response_id: str, suffix: str = "") -> Response:
     """GET, DELETE, cancel and input_items of a response: routed to the sandbox that made it."""
     check_api_version(request)
-    principal = authenticate(request)
-    session = await run_in_threadpool(services(request).sandboxes.session_of_response, response_id)
-    if session is None or session.project != project:
-        raise NotFound(f"Response {response_id!r} was not found.", code="ResponseNotFound")
+    caller = authenticate_caller(request)
+    session = await _response_of(request, project, request.path_params.get("agent_name"), response_id, caller)
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "api-version"])
     path = f"/responses/{response_id}{suffix}" + (f"?{query}" if query else "")
     content = await request.body() if request.method == "POST" else None
-    headers = platform_headers(request, session, principal)
+    headers = platform_headers(request, session, caller)
     return await relay_to_session(request, session, request.method, path, headers, content)
+
+
+async def _response_of(request: Request, project: str, agent_name: str | None, response_id: str,
+                       caller: Caller) -> Session:
+    """The session a response lives in, if it is the caller's and (when the URL or body names one) of
+    that agent; otherwise the 404 of a response that does not exist, word for word."""
+    routed = await run_in_threadpool(services(request).sandboxes.session_of_response, response_id)
+    if routed is not None:
+        session, owner = routed
+        if (session.project == project and agent_name in (None, session.agent_name)
+                and may_follow(caller, owner)):
+            return session
+    raise NotFound(f"Response {response_id!r} was not found.", code="ResponseNotFound")
 
 
 for _base in _OPENAI_BASES:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from dockyard.api.dependencies import authenticate_operator, project, services
+from dockyard.api.dependencies import authenticate_caller, project, services
 from dockyard.domain.session_files import (
     SessionFileEntry,
     check_upload_size,
@@ -24,18 +24,26 @@ from dockyard.domain.session_files import (
     parse_session_path,
 )
 from dockyard.gateway.sandboxes import GatewayError
+from dockyard.identity.ownership import Caller, may_enter, owner_of
 from dockyard.runtime.base import Runtime, Workload
+from dockyard.store.sessions import session_not_found
 
+# Files are content: only whoever may enter the session reaches them, the operator included (see
+# dockyard.identity.ownership). The router's dependency authenticates first; handlers reuse its answer.
 router = APIRouter(prefix="/api/projects/{project}/agents/{agent_name}/endpoint/sessions/{session_id}",
-                   dependencies=[Depends(authenticate_operator)])
+                   dependencies=[Depends(authenticate_caller)])
 
 _SPOOL_IN_MEMORY = 1024 * 1024
 
 
-def _session_volume(request: Request, project: str, agent_name: str, session_id: str) -> tuple[Runtime, Workload]:
-    """The runtime and the session's workload (which names its volume and image); 404 for no such session."""
+def _session_volume(request: Request, caller: Caller, project: str, agent_name: str,
+                    session_id: str) -> tuple[Runtime, Workload]:
+    """The runtime and the session's workload (which names its volume and image); 404 for no such session
+    and for one the caller may not enter."""
     the = services(request)
     session = the.sessions.get(project, agent_name, session_id)
+    if not may_enter(caller, owner_of(session.owner_subject, session.owner_user)):
+        raise session_not_found(agent_name, session_id)
     if the.runtime is None or the.reconciler is None:
         raise GatewayError("dockyard has no container engine, so session files cannot be reached.",
                            code="ContainerRuntimeUnavailable")
@@ -56,12 +64,13 @@ def entry_to_wire(entry: SessionFileEntry, directory: str) -> dict[str, Any]:
 
 @router.put("/files/content", status_code=201)
 async def upload(request: Request, agent_name: str, session_id: str, path: str | None = None,
-                 project: str = Depends(project)) -> dict[str, Any]:
+                 project: str = Depends(project),
+                 caller: Caller = Depends(authenticate_caller)) -> dict[str, Any]:
     target = parse_session_path(path, allow_root=False)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         check_upload_size(int(declared))  # refused before a byte is read
-    runtime, workload = await run_in_threadpool(_session_volume, request, project, agent_name, session_id)
+    runtime, workload = await run_in_threadpool(_session_volume, request, caller, project, agent_name, session_id)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
         size = 0
         async for chunk in request.stream():
@@ -75,9 +84,10 @@ async def upload(request: Request, agent_name: str, session_id: str, path: str |
 
 @router.get("/files/content")
 async def download(request: Request, agent_name: str, session_id: str, path: str | None = None,
-                   project: str = Depends(project)) -> Response:
+                   project: str = Depends(project),
+                 caller: Caller = Depends(authenticate_caller)) -> Response:
     target = parse_session_path(path, allow_root=False)
-    runtime, workload = await run_in_threadpool(_session_volume, request, project, agent_name, session_id)
+    runtime, workload = await run_in_threadpool(_session_volume, request, caller, project, agent_name, session_id)
     stream = await run_in_threadpool(runtime.read_session_file, workload, target)
     headers = {"content-length": str(stream.size),
                "content-disposition": f"attachment; filename*=UTF-8''{quote(target.name)}"}
@@ -88,9 +98,10 @@ async def download(request: Request, agent_name: str, session_id: str, path: str
 @router.get("/files")
 async def list_files(request: Request, agent_name: str, session_id: str, path: str | None = None,
                      limit: int = 20, order: str = "asc", after: str | None = None, before: str | None = None,
-                     project: str = Depends(project)) -> dict[str, Any]:
+                     project: str = Depends(project),
+                 caller: Caller = Depends(authenticate_caller)) -> dict[str, Any]:
     directory = parse_session_path(path, allow_root=True)
-    runtime, workload = await run_in_threadpool(_session_volume, request, project, agent_name, session_id)
+    runtime, workload = await run_in_threadpool(_session_volume, request, caller, project, agent_name, session_id)
     entries = await run_in_threadpool(runtime.list_session_files, workload, directory)
     page, has_more = page_of_entries(entries, limit=limit, order=order, after=after, before=before)
     return {
@@ -107,8 +118,9 @@ async def list_files(request: Request, agent_name: str, session_id: str, path: s
 
 @router.delete("/files", status_code=204)
 async def delete(request: Request, agent_name: str, session_id: str, path: str | None = None,
-                 recursive: bool = False, project: str = Depends(project)) -> Response:
+                 recursive: bool = False, project: str = Depends(project),
+                 caller: Caller = Depends(authenticate_caller)) -> Response:
     target = parse_session_path(path, allow_root=False)
-    runtime, workload = await run_in_threadpool(_session_volume, request, project, agent_name, session_id)
+    runtime, workload = await run_in_threadpool(_session_volume, request, caller, project, agent_name, session_id)
     await run_in_threadpool(runtime.delete_session_file, workload, target, recursive)
     return Response(status_code=204)

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from dockyard.api.dependencies import authenticate, services
+from dockyard.api.dependencies import authenticate_caller, services
 from dockyard.api.errors import error_response
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, running_target
 from dockyard.api.request_ids import new_request_id
@@ -33,10 +33,10 @@ _TOUCH_SECONDS = 30.0  # well inside the shortest idle timeout Foundry allows (1
 async def relay_websocket(websocket: WebSocket, project: str, agent_name: str, path: str) -> None:
     try:
         check_api_version(websocket)  # type: ignore[arg-type]  # both are HTTPConnections
-        principal = authenticate(websocket)  # type: ignore[arg-type]
+        caller = authenticate_caller(websocket)  # type: ignore[arg-type]
         session_id = websocket.query_params.get("agent_session_id") or websocket.headers.get("x-agent-session-id")
-        session = await open_session(websocket, project, agent_name, session_id)  # type: ignore[arg-type]
-        headers = {k: v for k, v in platform_headers(websocket, session, principal).items()  # type: ignore[arg-type]
+        session = await open_session(websocket, project, agent_name, session_id, caller=caller)  # type: ignore[arg-type]
+        headers = {k: v for k, v in platform_headers(websocket, session, caller).items()  # type: ignore[arg-type]
                    if k not in ("content-type", "accept")}
         headers["x-request-id"] = headers.get("x-request-id") or new_request_id()
         upstream = await _connect(websocket, session, path, headers)

@@ -47,6 +47,9 @@ class Session:
     created_at: int
     last_accessed_at: float
     stopped_at: int | None = None
+    # Who made it (see dockyard.identity.ownership); None for sessions made before owners were recorded.
+    owner_subject: str | None = None
+    owner_user: str | None = None
 
     @property
     def expires_at(self) -> int:

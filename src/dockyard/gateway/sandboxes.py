@@ -25,10 +25,11 @@ from dockyard.domain.errors import DockyardError, NotFound
 from dockyard.domain.sessions import Session, SessionStatus, idle_timeout_from, validate_session_id
 from dockyard.gateway import tracing
 from dockyard.gateway.routing import pick_version
+from dockyard.identity.ownership import OPERATOR_SUBJECT, Caller, Owner, may_enter, owner_of
 from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import RuntimeFailure, WorkloadKey
 from dockyard.store.agents import AgentStore, DesiredVersion
-from dockyard.store.sessions import SessionStore
+from dockyard.store.sessions import Route, SessionStore, session_not_found
 from dockyard.store.write_behind import WriteBehind
 
 log = logging.getLogger("dockyard.gateway")
@@ -64,9 +65,13 @@ class _Routing:
     versions: list[DesiredVersion]
 
 
-def shared_session_id(version_uid: str) -> str:
-    """The session that calls naming none share, one per version: 32 hex characters, like any session id."""
-    return hashlib.sha256(f"shared-session:{version_uid}".encode()).hexdigest()[:32]
+def shared_session_id(version_uid: str, owner: Owner | None = None) -> str:
+    """The session that calls naming none share, one per version and owner: 32 hex characters, like any
+    session id. The operator's, undelegated, is the one every caller shared before sessions had owners."""
+    if owner is None or owner == Owner(OPERATOR_SUBJECT):
+        return hashlib.sha256(f"shared-session:{version_uid}".encode()).hexdigest()[:32]
+    seed = f"shared-session:{version_uid}:{len(owner.subject)}:{owner.subject}:{owner.user or ''}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 # Past `cache_seconds`, what was read still serves requests for up to this many times as long while a
@@ -101,22 +106,31 @@ class Sandboxes:
         self._locks_guard = threading.Lock()
 
     def open(self, project: str, agent_name: str, *, session_id: str | None, pinned_version: str | None,
-             draw: float | None = None) -> Session:
-        """The request's session: the one it names (made if new) or its version's shared one.
+             caller: Caller, draw: float | None = None) -> Session:
+        """The request's session: the one it names (made if new, the caller's) or the caller's shared one
+        of its version. A named session the caller may not enter is answered as a missing one (404).
 
         `draw` (uniform in [0, 1)) decides a traffic split; pass the one `open_cached` was given.
         """
-        session = self._open(project, agent_name, session_id, pinned_version, draw, cached_only=False)
+        session = self._open(project, agent_name, session_id, pinned_version, draw, caller, cached_only=False)
         assert session is not None
         return session
 
     def open_cached(self, project: str, agent_name: str, *, session_id: str | None, pinned_version: str | None,
-                    draw: float) -> Session | None:
+                    caller: Caller, draw: float) -> Session | None:
         """`open` from what this process already knows, without blocking; None when the store is needed."""
-        return self._open(project, agent_name, session_id, pinned_version, draw, cached_only=True)
+        return self._open(project, agent_name, session_id, pinned_version, draw, caller, cached_only=True)
 
     def _open(self, project: str, agent_name: str, session_id: str | None, pinned_version: str | None,
-              draw: float | None, *, cached_only: bool) -> Session | None:
+              draw: float | None, caller: Caller, *, cached_only: bool) -> Session | None:
+        session = self._open_any(project, agent_name, session_id, pinned_version, draw, caller,
+                                 cached_only=cached_only)
+        if session is not None and not may_enter(caller, owner_of(session.owner_subject, session.owner_user)):
+            raise session_not_found(agent_name, session.id)
+        return session
+
+    def _open_any(self, project: str, agent_name: str, session_id: str | None, pinned_version: str | None,
+                  draw: float | None, caller: Caller, *, cached_only: bool) -> Session | None:
         routing = self._routing_of(project, agent_name, cached_only)
         if routing is None:
             return None
@@ -132,7 +146,7 @@ class Sandboxes:
         chosen = pick_version([v.version for v in routing.versions], routing.endpoint, pinned_version, draw)
         desired = next(v for v in routing.versions if v.version.number == chosen.number)
         if session_id is None:
-            session_id = shared_session_id(desired.uid)
+            session_id = shared_session_id(desired.uid, caller.owner)
             existing = self._session(project, agent_name, session_id, cached_only)
             if existing is not None or cached_only:
                 return existing
@@ -141,7 +155,7 @@ class Sandboxes:
             id=session_id, project=project, agent_name=agent_name, version_uid=desired.uid,
             version=chosen.version, status=SessionStatus.CREATING,
             idle_timeout_seconds=idle_timeout_from(chosen.definition.options), created_at=int(now),
-            last_accessed_at=now,
+            last_accessed_at=now, owner_subject=caller.subject, owner_user=caller.user,
         ))
         self._sessions[session.id] = (time.monotonic(), session)
         return session
@@ -278,25 +292,30 @@ class Sandboxes:
                            "no longer exists. Start a new session.", code="AgentVersionNotFound")
         return desired
 
-    def record_response(self, response_id: str, session_id: str) -> None:
-        """Remember which session made a response, for its GET/cancel/delete; written after answering."""
-        self.writes.submit(self.sessions.route_response, response_id, session_id)
+    def record_response(self, response_id: str, session_id: str, owner: Owner) -> None:
+        """Remember which session made a response, and for whom, for its GET/cancel/delete and for
+        continuing it; written after answering."""
+        self.writes.submit(self.sessions.route_response, response_id, session_id, owner.subject, owner.user)
 
-    def record_invocation(self, invocation_id: str, session_id: str) -> None:
-        """Remember which session ran an invocation, for its GET/cancel; written after answering."""
-        self.writes.submit(self.sessions.route_invocation, invocation_id, session_id)
+    def record_invocation(self, invocation_id: str, session_id: str, owner: Owner) -> None:
+        """Remember which session ran an invocation, and for whom, for its GET/cancel; written after answering."""
+        self.writes.submit(self.sessions.route_invocation, invocation_id, session_id, owner.subject, owner.user)
 
-    def session_of_response(self, response_id: str) -> Session | None:
-        return self._routed(self.sessions.session_of_response, response_id)
+    def session_of_response(self, response_id: str) -> tuple[Session, Owner | None] | None:
+        """The session a response lives in and whose the response is; None if dockyard made no such response."""
+        return self._routed(self.sessions.response_route, response_id)
 
-    def session_of_invocation(self, invocation_id: str) -> Session | None:
-        return self._routed(self.sessions.session_of_invocation, invocation_id)
+    def session_of_invocation(self, invocation_id: str) -> tuple[Session, Owner | None] | None:
+        return self._routed(self.sessions.invocation_route, invocation_id)
 
-    def _routed(self, route: Callable[[str], str | None], routed_id: str) -> Session | None:
-        session_id = route(routed_id)
-        if session_id is None and self.writes.flush():
-            session_id = route(routed_id)  # recorded a moment ago, here, and not yet written
-        return self.sessions.by_id(session_id) if session_id is not None else None
+    def _routed(self, lookup: Callable[[str], Route | None], routed_id: str) -> tuple[Session, Owner | None] | None:
+        route = lookup(routed_id)
+        if route is None and self.writes.flush():
+            route = lookup(routed_id)  # recorded a moment ago, here, and not yet written
+        session = self.sessions.by_id(route.session_id) if route is not None else None
+        if route is None or session is None:
+            return None
+        return session, owner_of(route.owner_subject, route.owner_user)
 
     def forget(self, session_id: str) -> None:
         """The sandbox did not answer, or the session changed: the next request asks again."""

@@ -80,6 +80,9 @@ class SessionRow(Base):
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
     last_accessed_at: Mapped[float] = mapped_column(Float, nullable=False)
     stopped_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Who made it (dockyard.identity.ownership): the token's subject and the delegated end user, if any.
+    owner_subject: Mapped[str | None] = mapped_column(String(300), nullable=True, index=True)
+    owner_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class ResponseRouteRow(Base):
@@ -90,6 +93,8 @@ class ResponseRouteRow(Base):
     response_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True)
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    owner_subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    owner_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class InvocationRouteRow(Base):
@@ -100,6 +105,8 @@ class InvocationRouteRow(Base):
     invocation_id: Mapped[str] = mapped_column(String(256), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True)
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    owner_subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    owner_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class ModelConnectionRow(Base):
