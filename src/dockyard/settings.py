@@ -33,6 +33,11 @@ class Settings:
     reconcile_interval_seconds: float = 2.0
     # llama.cpp's server with Gemma 3 270M, started and supervised by dockyard (the local-model extra).
     local_model: bool = True
+    # What runs agents: "containers" (an engine), "process" (code-based versions as supervised processes,
+    # no engine), or "auto" (containers when an engine answers, else processes).
+    runtime: str = "auto"
+    # The image containers run code-based versions on, instead of docker.io/library/python:3.X-slim.
+    code_image: str | None = None
     # Traces (<home>/traces.db): spans older than this, then the oldest past the size, are pruned periodically.
     trace_retention_seconds: float = 7 * 24 * 3600
     trace_max_bytes: int = 256 * 1024 * 1024

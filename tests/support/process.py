@@ -48,6 +48,9 @@ class DockyardProcess:
     process: subprocess.Popen[bytes] | None = None
     # Off unless a test needs it: the local model is a llama.cpp server per dockyard (see models/local.py).
     local_model: bool = False
+    # `--runtime`: None leaves dockyard's default (auto). "process" also hides every engine from it
+    # (DOCKER_HOST to a socket nobody serves), as on a machine without podman or docker.
+    runtime: str | None = None
 
     @property
     def url(self) -> str:
@@ -60,10 +63,14 @@ class DockyardProcess:
     def start(self, timeout: float = 60.0) -> DockyardProcess:
         self.log_path = self.home.parent / f"{self.home.name}-dockyard-{self.port}.log"
         log = open(self.log_path, "ab")
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.runtime == "process":
+            environment["DOCKER_HOST"] = f"unix://{self.home.parent / 'no-engine-here.sock'}"
         self.process = subprocess.Popen(
             dockyard_command("up", "--home", str(self.home), "--port", str(self.port), *self.extra_args,
-                             *(() if self.local_model else ("--no-local-model",))),
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                             *(() if self.local_model else ("--no-local-model",)),
+                             *(("--runtime", self.runtime) if self.runtime else ())),
+            stdout=log, stderr=subprocess.STDOUT, env=environment,
         )
         self._wait_until_serving(timeout)
         return self

@@ -45,10 +45,15 @@ def down(
     if _alive(record.get("pid")):
         fail(f"dockyard is running for {root.root} (pid {record['pid']}); its reconciler would start the sandboxes "
              "again. Stop it first (Ctrl-C, or kill -TERM PID), then run `dockyard down` again.", EXIT_USAGE)
-    client = _engine_client(engine)
-    found = leftovers.of_instance(client, root.instance_id(), volumes=purge)
-    leftovers.remove(client, found)
-    _report(found, json_output, "removed", nothing=f"nothing of {root.root} is on the engine")
+    from dockyard.runtime.processes import stop_home
+
+    stopped = stop_home(root, purge=purge)  # the process runtime's agents and (with purge) session homes
+    client = _engine_client(engine, required=not stopped)
+    found = leftovers.of_instance(client, root.instance_id(), volumes=purge) if client is not None else []
+    if client is not None:
+        leftovers.remove(client, found)
+    found += [_process_leftover(line, str(root.root), "belongs to this home") for line in stopped]
+    _report(found, json_output, "removed", nothing=f"nothing of {root.root} runs or is on the engine")
     if not purge and not json_output:
         note("Session volumes are kept (a later `dockyard up` resumes those sessions); --purge removes them.")
 
@@ -60,11 +65,17 @@ def prune(
 ) -> None:
     """Remove sandboxes and volumes whose dockyard home no longer exists (or is another instance's now)."""
     from dockyard.runtime import leftovers
+    from dockyard.runtime.processes import orphaned_supervisors, stop_supervisor
 
-    client = _engine_client(engine)
-    found, unplaced = leftovers.orphaned(client)
+    processes = orphaned_supervisors()
+    client = _engine_client(engine, required=not processes)
+    found, unplaced = leftovers.orphaned(client) if client is not None else ([], 0)
     if not dry_run:
-        leftovers.remove(client, found)
+        if client is not None:
+            leftovers.remove(client, found)
+        for pid, _folder, _reason in processes:
+            stop_supervisor(pid)
+    found += [_process_leftover(f"process {folder} (pid {pid})", None, reason) for pid, folder, reason in processes]
     _report(found, json_output, "would remove" if dry_run else "removed", nothing="no orphaned sandboxes")
     if unplaced and not json_output:
         note(f"{unplaced} container(s) or volume(s) come from a dockyard too old to label its home; remove them "
@@ -83,13 +94,24 @@ def _alive(pid: object) -> bool:
     return True
 
 
-def _engine_client(url: str | None) -> Any:
+def _engine_client(url: str | None, *, required: bool = True) -> Any:
+    """The engine's client; with no engine, None when the process runtime had something to do, else a failure."""
     from dockyard.runtime.engine import INSTALL_HINT, find_engine
 
     found = find_engine(url, start_podman=False)
     if found is None:
-        fail(f"no container engine answers, so there is nothing to remove. {INSTALL_HINT}", EXIT_UNREACHABLE)
+        if not required:
+            return None
+        fail(f"no container engine answers and no agent process was left, so there is nothing to remove. "
+             f"{INSTALL_HINT}", EXIT_UNREACHABLE)
     return found.client
+
+
+def _process_leftover(line: str, home: str | None, reason: str) -> Leftover:
+    from dockyard.runtime.leftovers import Leftover
+
+    kind, _, name = line.partition(" ")
+    return Leftover(kind, name, "", home, reason)
 
 
 def _report(found: list[Leftover], json_output: bool, verb: str, *, nothing: str) -> None:

@@ -61,13 +61,21 @@ def up(
         help="Start the local model (llama.cpp's server with Gemma 3 270M, from the local-model extra) beside "
         "dockyard.",
     ),
+    runtime: str = typer.Option(
+        "auto", "--runtime", help="What runs agents: containers (needs podman or docker), process (code-based "
+        "versions as supervised processes, no engine), or auto (containers when an engine answers, else process).",
+    ),
+    code_image: str = typer.Option(
+        None, "--code-image", help="Image that containers run code-based versions on (default: "
+        "docker.io/library/python:3.X-slim for the version's runtime).",
+    ),
 ) -> None:
     """Start dockyard in the foreground and serve until Ctrl-C (or SIGTERM)."""
     from dockyard.server import StartupError, serve
 
     settings = Settings(
         home=home or default_home(), host=host, port=port, capability_host=capability_host, log_level=log_level,
-        engine=engine, containers=not no_engine, local_model=local_model,
+        engine=engine, containers=not no_engine, local_model=local_model, runtime=runtime, code_image=code_image,
     )
     try:
         serve(settings)

@@ -431,3 +431,88 @@ class _FileLogStream:
 
     def close(self) -> None:
         self._closed.set()
+
+
+# -- leftovers: `dockyard down` and `dockyard prune` -----------------------------------------------
+
+def stop_home(home: Home, *, purge: bool) -> builtins.list[str]:
+    """Stop every agent process of a home (dockyard itself stopped); with `purge`, delete session homes too.
+
+    Returns what was removed, as "process FOLDER" and "session-home ID".
+    """
+    removed = []
+    root = processes_root(home.root)
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir():
+            continue
+        with _FolderLock(folder / ".lock"):
+            _stop_orphan(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        removed.append(f"process {folder.name}")
+    sessions = sessions_root(home.root)
+    if purge and sessions.is_dir():
+        for folder in sorted(sessions.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"session-home {folder.name}")
+    return removed
+
+
+def orphaned_supervisors() -> builtins.list[tuple[int, str, str]]:
+    """Supervisors on this machine whose home is gone or is another instance's now: (pid, folder, reason)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        argv = [part.decode(errors="replace") for part in raw if part]
+        if len(argv) < 2 or not argv[-2].endswith("/runtime/process_supervisor.py"):
+            continue
+        folder = Path(argv[-1])
+        home = folder.parent.parent
+        workload = _read_json(folder / "workload.json")
+        try:
+            current = (home / "instance-id").read_text().strip()
+        except FileNotFoundError:
+            found.append((int(entry.name), str(folder), f"its home {home} no longer exists"
+                          if not home.exists() else f"{home} is no dockyard home now"))
+            continue
+        except OSError:
+            continue  # another user's home: not ours to judge
+        if workload is None:
+            found.append((int(entry.name), str(folder), f"its folder in {home} is gone"))
+        elif workload.get("instance") != current:
+            found.append((int(entry.name), str(folder), f"{home} now belongs to another dockyard instance"))
+    return found
+
+
+def stop_supervisor(pid: int, grace_seconds: float = 10.0) -> None:
+    """Stop a supervisor (it stops its agent), killing both if it does not go within the grace."""
+    started = process_supervisor.start_time(pid)
+    if started is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds + 5.0
+    while process_supervisor.alive(pid, started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if process_supervisor.alive(pid, started):
+        os.kill(pid, signal.SIGKILL)  # its agent dies with it (PR_SET_PDEATHSIG)
+
+
+def _stop_orphan(folder: Path) -> None:
+    state = _read_json(folder / "state.json") or {}
+    pid, started = state.get("supervisor_pid"), state.get("supervisor_start")
+    if isinstance(pid, int) and process_supervisor.alive(pid, started):
+        stop_supervisor(pid)
+    child, child_started = state.get("child_pid"), state.get("child_start")
+    if isinstance(child, int) and process_supervisor.alive(child, child_started):
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    process_supervisor.remove_cgroups([Path(p) for p in state.get("cgroups") or []])

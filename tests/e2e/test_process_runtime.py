@@ -1,0 +1,168 @@
+"""Code-based versions on the process runtime, with no container engine: the real SDK end to end.
+
+`dockyard up --runtime process` with every engine hidden; the version is created with the 2.x SDK's
+create_version_from_code, called through the openai client `get_openai_client(agent_name=…)` makes,
+and survives `kill -9` of dockyard: the next start adopts the same process (same pid), never a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.ai.projects import AIProjectClient
+from azure.ai.projects.models import (
+    CodeConfiguration,
+    ContainerConfiguration,
+    HostedAgentDefinition,
+    ProtocolVersionRecord,
+)
+from azure.identity import DefaultAzureCredential
+from support.process import DockyardProcess, dockyard_command
+
+pytestmark = pytest.mark.e2e
+
+# A Responses agent on the standard library alone: enough of the container contract for the openai client.
+AGENT = b'''
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/readiness":
+            return self.answer({"status": "ready"})
+        self.send_error(404)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        text = str(body.get("input"))
+        if text.startswith("/env "):
+            text = f"env {os.environ.get(text[5:], 'unset')}"
+        elif text == "/pid":
+            text = f"pid {os.getpid()}"
+        print("answering", body.get("input"), flush=True)
+        self.answer({"id": "resp_1", "object": "response", "created_at": 0, "status": "completed", "model": "echo",
+                     "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                                 "content": [{"type": "output_text", "text": text, "annotations": []}]}]})
+
+    def answer(self, value):
+        data = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+print("stdlib agent listening on", os.environ["PORT"], flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+'''
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[DockyardProcess]:
+    dockyard = DockyardProcess(home=tmp_path / "home", runtime="process").start()
+    yield dockyard
+    if dockyard.process and dockyard.process.poll() is None:
+        dockyard.stop()
+    # What outlives the test would outlive the run: stop the home's agent processes too.
+    subprocess.run(dockyard_command("down", "--home", str(dockyard.home)), capture_output=True, timeout=60)
+
+
+def client_for(server: DockyardProcess, monkeypatch: pytest.MonkeyPatch) -> AIProjectClient:
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    return AIProjectClient(endpoint=server.endpoint, credential=DefaultAzureCredential())
+
+
+def code_definition() -> HostedAgentDefinition:
+    return HostedAgentDefinition(
+        cpu="0.5", memory="1Gi",
+        code_configuration=CodeConfiguration(runtime="python_3_11", entry_point=["python", "main.py"],
+                                             dependency_resolution="bundled"),
+        protocol_versions=[ProtocolVersionRecord(protocol="responses", version="v1")],
+        environment_variables={"GREETING": "hello"},
+    )
+
+
+def wait_for_status(client: AIProjectClient, name: str, version: str, wanted: set[str], timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = client.agents.get_version(agent_name=name, agent_version=version)
+        if found.status in wanted or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def supervisors(home: Path) -> list[int]:
+    """The process runtime's running agent pids for a home, as its state files record them."""
+    pids = []
+    for state in (home / "processes").glob("*/state.json"):
+        record = json.loads(state.read_text())
+        if record.get("running"):
+            os.kill(record["child_pid"], 0)  # and really running
+            pids.append(record["child_pid"])
+    return pids
+
+
+def test_code_version_runs_as_a_process_and_is_adopted_after_kill_9(
+    server: DockyardProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = client_for(server, monkeypatch)
+    archive = tmp_path / "agent.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("main.py", AGENT)
+    name = f"proc-{uuid.uuid4().hex[:8]}"
+    with archive.open("rb") as code:
+        created = client.agents.create_version_from_code(name, definition=code_definition(), code=code)
+    version = wait_for_status(client, name, created.version, {"active", "failed"})
+    assert version.status == "active", version.as_dict()
+
+    openai = client.get_openai_client(agent_name=name)
+    assert openai.responses.create(input="hi there").output_text == "hi there"
+    assert openai.responses.create(input="/env GREETING").output_text == "env hello"
+    endpoint = openai.responses.create(input="/env FOUNDRY_PROJECT_ENDPOINT").output_text
+    assert endpoint == f"env {server.endpoint}"  # the agent reaches dockyard on loopback
+    pid = int(openai.responses.create(input="/pid").output_text.split()[1])
+    # The version's sandbox, and the shared session's that answered (calls naming no session share one).
+    before = sorted(supervisors(server.home))
+    assert pid in before and len(before) == 2
+
+    server.kill()  # kill -9: no shutdown, nothing cleaned up
+    os.kill(pid, 0)  # the agent outlives it
+    restarted = DockyardProcess(home=server.home, port=server.port, runtime="process").start()
+    try:
+        client = client_for(restarted, monkeypatch)
+        assert wait_for_status(client, name, created.version, {"active"}).status == "active"
+        openai = client.get_openai_client(agent_name=name)
+        assert int(openai.responses.create(input="/pid").output_text.split()[1]) == pid  # adopted, not restarted
+        time.sleep(3)  # a few reconcile passes: still one process
+        assert sorted(supervisors(server.home)) == before
+    finally:
+        restarted.stop()
+    server.process = restarted.process
+
+
+def test_image_based_version_fails_once_without_an_engine(
+    server: DockyardProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = client_for(server, monkeypatch)
+    name = f"image-{uuid.uuid4().hex[:8]}"
+    created = client.agents.create_version(name, definition=HostedAgentDefinition(
+        cpu="1", memory="2Gi", container_configuration=ContainerConfiguration(image="localhost:5000/echo:v1"),
+        protocol_versions=[ProtocolVersionRecord(protocol="responses", version="v1")]))
+    failed = wait_for_status(client, name, created.version, {"failed"})
+    assert failed.status == "failed"
+    error = failed.as_dict()["error"]
+    assert error["code"] == "ContainerRuntimeUnavailable" and "podman" in error["message"]
+    # No flapping: it stays failed over several passes (the reconciler runs every 2 s).
+    for _ in range(10):
+        time.sleep(0.5)
+        assert client.agents.get_version(agent_name=name, agent_version=created.version).status == "failed"
