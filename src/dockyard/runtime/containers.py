@@ -5,18 +5,27 @@ the engine itself is the record of what runs: a dockyard that was killed finds i
 with one labelled list call. Containers run the way Foundry's sandboxes do: unprivileged, all
 capabilities dropped, no new privileges, read-only root filesystem with a writable /tmp, CPU quota and
 a memory limit with no extra swap, explicit ulimits, the agent port published on loopback only.
+
+A code-based version runs on its runtime's base image (`Workload.image`, e.g. python:3.12-slim) with the
+code mounted read-only at /app and its entry point as the command. For `remote_build` code the
+requirements are installed first, inside a one-off container of the same image (so wheels match the
+Python that runs them), into a directory on the host cached by image and requirements and mounted
+read-only at /deps; the build's output is the version's log stream, ahead of the agent's own lines.
 """
 
 from __future__ import annotations
 
 import base64
 import builtins
+import collections
 import json
 import logging
+import os
 import re
 import resource
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,11 +35,13 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import LogConfig, Ulimit
 
+from dockyard.domain.code_runtimes import REMOTE_BUILD_FAILED
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE, IMAGE_PULL_BACK_OFF, INVALID_CONTAINER_IMAGE
 from dockyard.domain.images import parse_image_reference
 from dockyard.domain.session_files import SessionFileEntry, SessionPath
 from dockyard.runtime import session_volumes
 from dockyard.runtime.base import (
+    CodeWorkload,
     Observed,
     RegistryCredentials,
     RuntimeFailure,
@@ -41,11 +52,26 @@ from dockyard.runtime.base import (
 from dockyard.runtime.engine import INSTALL_HINT, Engine
 from dockyard.runtime.environment import SESSION_STATE_PATH
 from dockyard.runtime.leftovers import HOME_LABEL
+from dockyard.runtime.python_runtimes import (
+    NOTHING_TO_INSTALL,
+    PIP_OPTIONS,
+    PIP_TAIL_LINES,
+    BuildPlan,
+    build_failure,
+    build_once,
+    build_plan,
+)
 
 log = logging.getLogger("dockyard.runtime")
 
 LABEL = "io.dockyard"
 CA_BUNDLE_IN_CONTAINER = "/etc/dockyard/ca-bundle.pem"
+CODE_IN_CONTAINER = "/app"
+DEPS_IN_CONTAINER = "/deps"
+BUILD_LABEL = f"{LABEL}.build-of"
+# What a build container may pass on from dockyard's environment: how to reach the package index.
+_BUILD_ENVIRONMENT = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT",
+                      "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 _NOT_FOUND_HINTS = ("manifest unknown", "name unknown", "not found", "no such image", "does not exist", "404")
 _DENIED_HINTS = ("unauthorized", "authentication required", "denied", "401", "403", "forbidden")
 
@@ -104,6 +130,8 @@ class ContainersRuntime:
         tmp_size: str = "512m",
         max_log_bytes: int = 10 * 1024 * 1024,
         home: Path | None = None,
+        deps_root: Path | None = None,
+        build_timeout_seconds: float = 900.0,
     ) -> None:
         self.engine = engine
         # Labelled on everything made, so `dockyard prune` can tell when the home that made it is gone.
@@ -115,6 +143,9 @@ class ContainersRuntime:
         self.pull_backoff_seconds = pull_backoff_seconds
         self.tmp_size = tmp_size
         self.max_log_bytes = max_log_bytes
+        # remote_build dependencies, one directory per image and requirements, and each version's build log.
+        self.deps_root = deps_root or (home / "deps" / "containers" if home is not None else None)
+        self.build_timeout_seconds = build_timeout_seconds
 
     # -- the Runtime interface ----------------------------------------------------------------------
 
@@ -124,7 +155,8 @@ class ContainersRuntime:
         try:
             if container is None:
                 self._ensure_image(workload)
-                container = self._create(workload)
+                deps = self._code_dependencies(workload) if workload.code is not None else None
+                container = self._create(workload, deps)
                 created = True
             if container.status != "running":
                 container.start()
@@ -166,17 +198,38 @@ class ContainersRuntime:
         return [self._observed(c) for c in self._containers()]
 
     def logs(self, key: WorkloadKey, tail: int = 100) -> builtins.list[str]:
+        """The container's lines, after a code-based version's dependency build (which may be all there is)."""
+        built = self._build_lines(key)
         container = self._find(key)
         if container is None:
-            return []
-        raw = container.logs(stdout=True, stderr=True, tail=tail)
-        return raw.decode(errors="replace").splitlines()
+            return built[-tail:] if tail > 0 else []
+        lines = built + self._container_lines(container, tail)
+        return lines[-tail:] if tail > 0 else []
 
     def follow_logs(self, key: WorkloadKey, tail: int = 100) -> _ContainerLogStream | None:
         container = self._find(key)
         if container is None:
             return None
-        return _ContainerLogStream(container.logs(stdout=True, stderr=True, tail=tail, stream=True, follow=True))
+        first = self._build_lines(key)[-tail:] if tail > 0 else []
+        if not self.engine.is_podman:
+            return _ContainerLogStream(container.logs(stdout=True, stderr=True, tail=tail, stream=True, follow=True),
+                                       first=first)
+        # Podman's tail mangles partial lines (see _container_lines): follow everything, skip all but the tail.
+        skip = max(0, len(self._container_lines(container, None)) - tail)
+        return _ContainerLogStream(container.logs(stdout=True, stderr=True, tail="all", stream=True, follow=True),
+                                   first=first, skip=skip)
+
+    def _container_lines(self, container: Container, tail: int | None) -> builtins.list[str]:
+        """The container's last `tail` lines (all when None).
+
+        Podman 4.3 counts a line written in pieces (`print("a", "b")` unbuffered, as agents' output is) as
+        several entries and answers a tail with the pieces cut apart or dropped ("all" is right), so on
+        podman dockyard reads all (at most max_log_bytes) and keeps the tail itself.
+        """
+        if self.engine.is_podman or tail is None:
+            lines = container.logs(stdout=True, stderr=True, tail="all").decode(errors="replace").splitlines()
+            return lines if tail is None else lines[-tail:] if tail > 0 else []
+        return container.logs(stdout=True, stderr=True, tail=tail).decode(errors="replace").splitlines()
 
     # -- session files ------------------------------------------------------------------------------
 
@@ -291,7 +344,7 @@ class ContainersRuntime:
             extra.remove(force=True, v=True)
         return containers[0] if containers else None
 
-    def _create(self, workload: Workload) -> Container:
+    def _create(self, workload: Workload, deps: Path | None = None) -> Container:
         # The whole session id: callers choose them, and two may share any prefix ("job-1", "job-2").
         session = f"-{workload.key.session}" if workload.key.session else ""
         name = f"dockyard-{workload.agent_name}-v{workload.version}-{workload.key.version_uid[:8]}{session}"
@@ -307,10 +360,14 @@ class ContainersRuntime:
             # `U` makes podman hand the volume to the image's user; docker keeps the image's ownership.
             volumes[_session_volume(workload.key)] = {
                 "bind": SESSION_STATE_PATH, "mode": "rw,U" if self.engine.is_podman else "rw"}
+        code: dict[str, Any] = {}
+        if workload.code is not None:
+            code = _code_container(workload.code, deps, environment, volumes)
         return self.client.containers.create(
             workload.image,
             name=name,
             labels=self._labels(workload),
+            **code,
             environment=environment,
             nano_cpus=int(workload.cpu * 1_000_000_000),
             mem_limit=workload.memory_bytes,
@@ -337,6 +394,136 @@ class ContainersRuntime:
         except NotFound:
             labels = {k: v for k, v in self._labels(workload).items() if not k.endswith(".port")}
             self.client.volumes.create(name=name, labels=labels)
+
+    # -- code-based versions ------------------------------------------------------------------------
+
+    def _code_dependencies(self, workload: Workload) -> Path | None:
+        """The directory of a remote_build version's dependencies, built in a container on first need.
+
+        Cached by the image's id and what is installed, so sessions and versions with the same
+        requirements share one build. The build's output goes to the version's build log, which
+        `logs()` shows ahead of the container's own lines; a failed build fails the version with
+        RemoteBuildFailed and pip's last lines.
+        """
+        code = workload.code
+        if code is None or code.dependency_resolution != "remote_build":
+            return None
+        log_path = self._build_log_path(workload.key)
+        plan = build_plan(code)
+        if plan is None:
+            _write_lines(log_path, [NOTHING_TO_INSTALL])
+            return None
+        if self.deps_root is None or log_path is None:
+            raise RuntimeFailure(REMOTE_BUILD_FAILED, "This dockyard has no directory for built dependencies (it "
+                                 "runs without a home). Start it with `dockyard up`, or bundle the packages in the "
+                                 "zip's packages/ folder and use dependency_resolution 'bundled'.")
+        try:
+            image_id = self.client.images.get(workload.image).id
+        except (APIError, DockerException) as exc:
+            raise RuntimeFailure(INVALID_CONTAINER_IMAGE,
+                                 f"Image {workload.image} is not available: {_explain(exc)}") from None
+        key = plan.key(f"image={image_id}")
+        if (self.deps_root / key).is_dir() and log_path.exists():
+            return self.deps_root / key  # another session of this version: its log already tells the build
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Appended to: sessions of one version starting together, or a retried build, each add their lines.
+        with open(log_path, "a", encoding="utf-8") as build_log:
+
+            def write(line: str) -> None:
+                build_log.write(line + "\n")
+                build_log.flush()  # `dockyard logs` during a build sees how far it got
+
+            def build(target: Path) -> None:
+                write(f"dockyard: remote_build: installing {plan.describe()} in {workload.image}")
+                self._run_build(workload, code, plan, key, target, write)
+
+            built, fresh = build_once(self.deps_root, key, build)
+            write(f"dockyard: remote_build: dependencies ready ({built})" if fresh else plan.cached_note(built))
+        return built
+
+    def _run_build(self, workload: Workload, code: CodeWorkload, plan: BuildPlan, key: str, target: Path,
+                   write: Callable[[str], None]) -> None:
+        """pip in a one-off container of the version's image: the code read-only, `target` writable at /deps."""
+        self._remove_builds(key)  # a build of this key still there was left by a dockyard that died mid-build
+        pip = ["python3", "-m", "pip", "install", "--target", DEPS_IN_CONTAINER, *PIP_OPTIONS,
+               *plan.requirement_arguments(CODE_IN_CONTAINER)]
+        if plan.builds_project:  # a build writes into its source: build a writable copy
+            command = ["sh", "-c", f'cp -R {CODE_IN_CONTAINER} /tmp/project && chmod -R u+w /tmp/project && exec "$@"',
+                       "build", *pip, "/tmp/project"]
+        else:
+            command = pip
+        environment = {name: os.environ[name] for name in _BUILD_ENVIRONMENT
+                       if os.environ.get(name) and "file:" not in os.environ[name]}
+        environment.update({"HOME": "/tmp", "PIP_NO_CACHE_DIR": "1", "PYTHONUNBUFFERED": "1"})
+        volumes = {str(code.tree.resolve()): {"bind": CODE_IN_CONTAINER, "mode": "ro"},
+                   str(target): {"bind": DEPS_IN_CONTAINER, "mode": "rw,U" if self.engine.is_podman else "rw"}}
+        if self.ca_bundle is not None:
+            volumes[str(self.ca_bundle)] = {"bind": CA_BUNDLE_IN_CONTAINER, "mode": "ro"}
+            environment["PIP_CERT"] = CA_BUNDLE_IN_CONTAINER
+        try:
+            builder = self.client.containers.create(
+                workload.image, entrypoint=command[:1], command=command[1:], working_dir=CODE_IN_CONTAINER,
+                labels={BUILD_LABEL: self.instance_id, f"{LABEL}.build-key": key, **self._home_label()},
+                environment=environment, volumes=volumes,
+                nano_cpus=int(workload.cpu * 1_000_000_000), mem_limit=workload.memory_bytes,
+                memswap_limit=workload.memory_bytes, ulimits=_ulimits(), pids_limit=4096, cap_drop=["ALL"],
+                security_opt=["no-new-privileges"], privileged=False, read_only=True,
+                tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"}, log_config=self._log_config(), detach=True,
+            )
+        except (APIError, DockerException) as exc:
+            raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine refused to run the "
+                                 f"dependency build on {workload.image}: {_explain(exc)}") from None
+        tail: collections.deque[str] = collections.deque(maxlen=PIP_TAIL_LINES)
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            try:
+                builder.kill()
+            except (APIError, DockerException):
+                pass
+
+        watchdog = threading.Timer(self.build_timeout_seconds, kill)
+        watchdog.daemon = True
+        try:
+            builder.start()
+            watchdog.start()
+            for line in _ContainerLogStream(builder.logs(stdout=True, stderr=True, stream=True, follow=True)):
+                tail.append(line)
+                write(line)
+            status = int(builder.wait(timeout=60).get("StatusCode", 1))
+        except (APIError, DockerException) as exc:
+            raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The dependency build on {workload.image} "
+                                 f"failed in the container engine: {_explain(exc)}") from None
+        finally:
+            watchdog.cancel()
+            try:
+                builder.remove(force=True, v=True)
+            except (APIError, DockerException) as exc:
+                # The build's own result matters more; the leftover is removed before the next build of its key.
+                log.warning("could not remove build container %s: %s", builder.short_id, _explain(exc))
+        if status != 0 or timed_out.is_set():
+            raise build_failure(f"in {workload.image}", status, timed_out.is_set(), self.build_timeout_seconds,
+                                tail, f"the Python in {workload.image}")
+
+    def _remove_builds(self, key: str) -> None:
+        try:
+            for leftover in self.client.containers.list(
+                    all=True, filters={"label": [f"{BUILD_LABEL}={self.instance_id}", f"{LABEL}.build-key={key}"]}):
+                leftover.remove(force=True, v=True)
+        except (APIError, DockerException) as exc:
+            log.warning("could not remove a stale dependency build: %s", _explain(exc))
+
+    def _build_log_path(self, key: WorkloadKey) -> Path | None:
+        """One build log per version: its sessions share the code and so its dependencies."""
+        return self.deps_root / "logs" / f"{key.version_uid}.log" if self.deps_root is not None else None
+
+    def _build_lines(self, key: WorkloadKey) -> builtins.list[str]:
+        path = self._build_log_path(key)
+        try:
+            return path.read_text(encoding="utf-8", errors="replace").splitlines() if path is not None else []
+        except FileNotFoundError:
+            return []
 
     def _log_config(self) -> LogConfig:
         """Logs are kept by the engine, per container, bounded so a chatty agent cannot fill the disk."""
@@ -429,18 +616,26 @@ class ContainersRuntime:
 
 
 class _ContainerLogStream:
-    """The engine's log stream, split into lines; closing it closes the connection under a blocked reader."""
+    """The engine's log stream, split into lines; closing it closes the connection under a blocked reader.
 
-    def __init__(self, chunks: Any) -> None:
+    `first` are lines to give before the engine's (a code-based version's dependency build)."""
+
+    def __init__(self, chunks: Any, first: builtins.list[str] | None = None, skip: int = 0) -> None:
         self._chunks = chunks
+        self._first = first or []
+        self._skip = skip  # engine lines to drop first (what lies before the tail asked for)
 
     def __iter__(self) -> Iterator[str]:
+        yield from self._first
         buffer = b""
         try:
             for chunk in self._chunks:
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
+                    if self._skip:
+                        self._skip -= 1
+                        continue
                     yield line.decode(errors="replace")
         except (OSError, ValueError, AttributeError):
             return  # closed under us
@@ -452,6 +647,42 @@ class _ContainerLogStream:
             self._chunks.close()
         except (OSError, ValueError, AttributeError):
             pass
+
+
+def _code_container(code: CodeWorkload, deps: Path | None, environment: dict[str, str],
+                    volumes: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """What makes a container run a version's code: the tree read-only at /app, the import path, the command.
+
+    Edits `environment` and `volumes` in place and answers the create() arguments to add.
+    """
+    volumes[str(code.tree.resolve())] = {"bind": CODE_IN_CONTAINER, "mode": "ro"}
+    python_path = [f"{CODE_IN_CONTAINER}/packages"] if (code.tree / "packages").is_dir() else []
+    if deps is not None:
+        volumes[str(deps)] = {"bind": DEPS_IN_CONTAINER, "mode": "ro"}
+        python_path.append(DEPS_IN_CONTAINER)
+    if environment.get("PYTHONPATH"):  # the definition's own entries come after the platform's
+        python_path.append(environment["PYTHONPATH"])
+    if python_path:
+        environment["PYTHONPATH"] = ":".join(python_path)
+    environment.setdefault("PYTHONUNBUFFERED", "1")  # print() reaches the log stream as it happens
+    environment.setdefault("PYTHONDONTWRITEBYTECODE", "1")  # /app is read-only
+    command = _code_command(code.entry_point)
+    return {"entrypoint": command[:1], "command": command[1:], "working_dir": CODE_IN_CONTAINER}
+
+
+def _code_command(entry_point: tuple[str, ...]) -> builtins.list[str]:
+    """The entry point as the container's command. `python` becomes `python3`: Foundry's samples say
+    `python`, which Docker's python images have but Debian's python3 package does not install."""
+    command = list(entry_point)
+    if command and command[0] == "python":
+        command[0] = "python3"
+    return command
+
+
+def _write_lines(path: Path | None, lines: builtins.list[str]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def _session_volume(key: WorkloadKey) -> str:
