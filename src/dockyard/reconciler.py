@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait as wait_for
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -30,15 +31,28 @@ from dockyard.domain.errors import (
 from dockyard.domain.images import parse_image_reference
 from dockyard.domain.resources import cpu_cores, memory_bytes
 from dockyard.domain.sessions import Session, SessionStatus
-from dockyard.runtime.base import Observed, RegistryCredentials, Runtime, RuntimeFailure, Workload, WorkloadKey
+from dockyard.runtime.base import (
+    CodeWorkload,
+    Observed,
+    RegistryCredentials,
+    Runtime,
+    RuntimeFailure,
+    Workload,
+    WorkloadKey,
+)
 from dockyard.runtime.engine import INSTALL_HINT
+from dockyard.runtime.python_runtimes import runtime_image
 from dockyard.store.agents import AgentStore, DesiredVersion
 from dockyard.store.registries import RegistryConnection, RegistryStore
 from dockyard.store.sessions import SessionStore
 
+if TYPE_CHECKING:
+    from dockyard.store.code_bundles import CodeBundles
+
 log = logging.getLogger("dockyard.reconciler")
 
-# Failures that a later pass may cure on its own (an engine that appears after a restart).
+# Failures that a restarted dockyard may cure (an engine that appears, --runtime containers): retried once
+# per start, never every pass (a process runtime refuses an image-based version the same way each time).
 _RETRYABLE = {CONTAINER_RUNTIME_UNAVAILABLE}
 # Sessions whose sandbox may run (a creating one is being cold-started by the gateway right now).
 _LIVE_SESSIONS = {SessionStatus.CREATING, SessionStatus.ACTIVE}
@@ -49,7 +63,8 @@ class ReconcilerSettings:
     interval_seconds: float = 2.0
     max_restarts: int = 3
     readiness_timeout_seconds: float = 180.0
-    readiness_probe_seconds: float = 0.05
+    # A cold start waits on this too (the gateway probes as often): a sandbox is ready within 20 ms of being so.
+    readiness_probe_seconds: float = 0.02
     readiness_wait_per_pass_seconds: float = 30.0
     workers: int = 8
     log_lines_in_errors: int = 20
@@ -64,8 +79,15 @@ class Reconciler:
         environment_for: Callable[[DesiredVersion, str], dict[str, str]],
         settings: ReconcilerSettings = ReconcilerSettings(),
         sessions: SessionStore | None = None,
+        bundles: CodeBundles | None = None,
+        code_image: str | None = None,
     ) -> None:
         self.store = store
+        # Code-based versions' unpacked trees; `code_image` replaces the runtime's default base image.
+        self.bundles = bundles
+        self.code_image = code_image
+        # Versions failed with a retryable code under this start, or retried by it already.
+        self._retried: set[str] = set()
         self.sessions = sessions
         self.registries = registries
         self.runtime = runtime
@@ -206,20 +228,17 @@ class Reconciler:
         version = desired.version
         key = WorkloadKey(desired.uid)
         if version.status is VersionStatus.FAILED:
-            if version.error is None or version.error.code not in _RETRYABLE or self.runtime is None:
+            if (version.error is None or version.error.code not in _RETRYABLE or self.runtime is None
+                    or desired.uid in self._retried):
                 if observed is not None and self.runtime is not None:
                     self.runtime.stop(key)
                 return
+            self._retried.add(desired.uid)
             self._set(desired, VersionStatus.CREATING)
         if self.runtime is None:
             self._fail(desired, CONTAINER_RUNTIME_UNAVAILABLE,
                        "dockyard found no container engine to run this version. " + INSTALL_HINT
                        + " Then restart dockyard; versions that failed for this reason are retried.")
-            return
-        if version.definition.image is None:
-            self._fail(desired, "CodeBundlesNotSupported",
-                       "This version is a code bundle (code_configuration); dockyard runs image-based versions so "
-                       "far. Build an image and use container_configuration.image.")
             return
         if observed is not None and not observed.running:
             if not self._restart_allowed(desired, observed):
@@ -311,8 +330,10 @@ class Reconciler:
     def workload(self, desired: DesiredVersion, session_id: str = "") -> Workload:
         """What should run for a version (or one of its sessions): image, limits, credentials, environment."""
         definition = desired.version.definition
-        assert definition.image is not None
-        reference = parse_image_reference(definition.image)
+        code = self._code(desired)
+        image = runtime_image(code.runtime, self.code_image) if code is not None else definition.image
+        assert image is not None
+        reference = parse_image_reference(image)
         connection: RegistryConnection | None
         if definition.registry_connection_id:
             connection = self.registries.get(desired.project, definition.registry_connection_id)
@@ -325,12 +346,30 @@ class Reconciler:
             project=desired.project,
             agent_name=desired.version.agent_name,
             version=desired.version.version,
-            image=definition.image,
+            image=image,
             cpu=cpu_cores(definition.cpu),
             memory_bytes=memory_bytes(definition.memory),
             environment=self.environment_for(desired, session_id),
             credentials=credentials,
             pull_always=reference.is_floating,
+            code=code,
+        )
+
+    def _code(self, desired: DesiredVersion) -> CodeWorkload | None:
+        """A code-based version's code: its stored tree (NotFound when gone) and how to run it."""
+        configuration = desired.version.definition.code_configuration
+        if configuration is None:
+            return None
+        if self.bundles is None:
+            raise RuntimeFailure("CodeError", "This dockyard keeps no code bundles, so it cannot run a code-based "
+                                 "version. Start it with a home it can write to.")
+        content_hash = str(configuration.get("content_hash") or "")
+        return CodeWorkload(
+            content_hash=content_hash,
+            tree=self.bundles.tree(content_hash),
+            runtime=str(configuration.get("runtime") or ""),
+            entry_point=tuple(str(part) for part in configuration.get("entry_point") or ()),
+            dependency_resolution=str(configuration.get("dependency_resolution") or "bundled"),
         )
 
     def _last_logs(self, key: WorkloadKey) -> str:
@@ -345,6 +384,8 @@ class Reconciler:
         self.store.set_status(desired.uid, status)
 
     def _fail(self, desired: DesiredVersion, code: str, message: str) -> None:
+        if code in _RETRYABLE:
+            self._retried.add(desired.uid)  # what failed under this start is retried by the next one only
         if self.store.set_status(desired.uid, VersionStatus.FAILED, VersionError(code, message)):
             log.warning("%s:%s failed: %s", desired.version.agent_name, desired.version.version, code,
                         extra={"code": code})

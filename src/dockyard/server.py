@@ -35,6 +35,8 @@ from dockyard.reconciler import Reconciler, ReconcilerSettings
 from dockyard.runtime.containers import ContainersRuntime
 from dockyard.runtime.engine import INSTALL_HINT, Engine, find_engine, host_address
 from dockyard.runtime.environment import PlatformEnvironment
+from dockyard.runtime.processes import ProcessRuntime
+from dockyard.runtime.python_runtimes import HostPythons
 from dockyard.settings import Settings
 from dockyard.store.agents import AgentStore
 from dockyard.store.database import migrate, open_engine, sqlite_url
@@ -94,9 +96,12 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     if sealed:
         log.info("encrypted %d secret(s) an older dockyard had stored in the clear", sealed)
     identity_secret = home.identity_secret()
-    runtime = None
+    runtime: ContainersRuntime | ProcessRuntime | None = None
     if engine is not None:
         runtime = ContainersRuntime(engine, instance_id=home.instance_id(), ca_bundle=home.ca_bundle, home=home.root)
+    elif settings.runtime in ("auto", "process"):
+        runtime = ProcessRuntime(home, HostPythons(home.root / "python"), instance_id=home.instance_id(),
+                                 ca_bundle=home.ca_bundle)
     # Deployments and connections; the built-in `local` connection and deployment when the local model runs.
     local_model = LocalModel(home) if settings.local_model else None
     catalog = Catalog(models, registries)
@@ -107,7 +112,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     sessions = SessionStore(engine_db)
     reconciler = Reconciler(store, registries, runtime, platform.for_version,
                             ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds),
-                            sessions=sessions)
+                            sessions=sessions, code_image=settings.code_image)
     return Services(
         settings=settings,
         control_plane=ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake,
@@ -164,10 +169,16 @@ def serve(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings.log_level))
     home = Home(settings.home).ensure()
     sockets = [bind(settings.host, settings.port)]
-    engine = find_engine(settings.engine) if settings.containers else None
-    if engine is None and settings.containers:
-        log.warning("no container engine found: image-based versions will fail with %s. %s",
+    if settings.runtime not in ("auto", "containers", "process"):
+        raise StartupError(f"--runtime {settings.runtime!r} is not one of auto, containers, process.")
+    wants_engine = settings.containers and settings.runtime != "process"
+    engine = find_engine(settings.engine) if wants_engine else None
+    if engine is None and settings.runtime == "containers":
+        log.warning("no container engine found: versions will fail with %s. %s",
                     CONTAINER_RUNTIME_UNAVAILABLE, INSTALL_HINT)
+    elif engine is None:
+        log.info("running code-based versions as processes (no container engine%s); image-based versions fail "
+                 "with %s. %s", "" if wants_engine else " asked for", CONTAINER_RUNTIME_UNAVAILABLE, INSTALL_HINT)
     container_host = host_address(engine) if engine is not None else None
     names = [] if settings.host in ("0.0.0.0", "::", "") else [settings.host]
     container_base_url = None
@@ -181,6 +192,8 @@ def serve(settings: Settings) -> None:
     if container_host is not None:
         names.append(container_host)
         container_base_url = base_url(container_host, settings.port)
+    elif engine is None and settings.runtime != "containers":
+        container_base_url = base_url(settings.host, settings.port)  # processes reach dockyard on loopback
     ensure_tls(home, extra_names=names)
     app = create_app(build_services(settings, home, engine=engine, container_base_url=container_base_url))
     config = uvicorn.Config(

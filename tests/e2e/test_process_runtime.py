@@ -31,39 +31,7 @@ from support.process import DockyardProcess, dockyard_command
 pytestmark = pytest.mark.e2e
 
 # A Responses agent on the standard library alone: enough of the container contract for the openai client.
-AGENT = b'''
-import json, os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/readiness":
-            return self.answer({"status": "ready"})
-        self.send_error(404)
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        text = str(body.get("input"))
-        if text.startswith("/env "):
-            text = f"env {os.environ.get(text[5:], 'unset')}"
-        elif text == "/pid":
-            text = f"pid {os.getpid()}"
-        print("answering", body.get("input"), flush=True)
-        self.answer({"id": "resp_1", "object": "response", "created_at": 0, "status": "completed", "model": "echo",
-                     "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-                                 "content": [{"type": "output_text", "text": text, "annotations": []}]}]})
-
-    def answer(self, value):
-        data = json.dumps(value).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-print("stdlib agent listening on", os.environ["PORT"], flush=True)
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-'''
+AGENT = (Path(__file__).parents[1] / "fixtures" / "code" / "stdlib-agent" / "main.py").read_bytes()
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ the memory and cpu controllers, v2: memory.max and cpu.max), else a watchdog tha
 process group once its resident memory passes the limit (CPU is then not limited). Open files and
 processes are capped with setrlimit either way, as containers' ulimits are.
 
-Run as a script by path under `python -I` (stdlib only: the agent's PYTHONPATH must not decide what
-the supervisor imports); the spec arrives on standard input, so the agent's environment, which can hold
-resolved secrets, is never written to disk.
+Run as a script by path under `python -I -S`: stdlib only, so the agent's PYTHONPATH never decides what the
+supervisor imports, and no site import, since one starts on every cold start. The spec arrives on
+standard input, so the agent's environment, which can hold resolved secrets, is never written to disk.
 """
 
 from __future__ import annotations

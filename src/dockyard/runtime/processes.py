@@ -246,7 +246,7 @@ class ProcessRuntime:
         })
         with open(folder / "supervisor.log", "ab") as supervisor_log:
             process = subprocess.Popen(
-                [sys.executable, "-I", str(_SUPERVISOR), str(folder)],
+                [sys.executable, "-I", "-S", str(_SUPERVISOR), str(folder)],
                 stdin=subprocess.PIPE, stdout=supervisor_log, stderr=supervisor_log,
                 start_new_session=True, close_fds=True, env={"PATH": os.environ.get("PATH", "")},
             )
