@@ -72,6 +72,7 @@ bench: $(VENV)/.installed-dev $(VENV)/.installed-local-model
 	$(BIN)/python bench/activation.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/first-invoke.py
+	$(BIN)/python bench/cold_start_process.py
 	$(BIN)/python bench/inference.py
 
 clean:
