@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from dockyard.domain.session_files import (
 from dockyard.home import Home
 from dockyard.runtime import process_supervisor
 from dockyard.runtime.base import CodeWorkload, Observed, RuntimeFailure, Workload, WorkloadKey
-from dockyard.runtime.processes import ProcessRuntime
+from dockyard.runtime.processes import ProcessRuntime, orphaned_supervisors, stop_home, stop_supervisor
 from dockyard.runtime.python_runtimes import HostPythons
 
 AGENT = '''
@@ -355,3 +356,33 @@ def test_session_files_never_follow_links_out(runtime: ProcessRuntime, code: Cod
         runtime.list_session_files(session, parse_session_path("out", allow_root=False))
     runtime.delete_session_file(session, parse_session_path("out", allow_root=False), recursive=True)
     assert (outside / "secret").read_text() == "not yours" and not (outside / "new").exists()
+
+
+def test_down_stops_a_homes_processes_and_purge_their_session_homes(home: Home, tmp_path: Path,
+                                                                     code: CodeWorkload) -> None:
+    runtime = make_runtime(home, tmp_path)
+    shared = runtime.ensure_running(workload(code))
+    session = runtime.ensure_running(workload(code, session="s3"))
+    wait_ready(shared)
+    wait_ready(session)
+    pids = [agent_pid(shared), agent_pid(session)]
+    assert stop_home(home, purge=False) == ["process v1uid", "process v1uid.s3"]
+    assert all(process_supervisor.start_time(pid) is None for pid in pids)
+    assert runtime.list() == [] and (runtime.sessions / "s3").is_dir()
+    assert stop_home(home, purge=True) == ["session-home s3"]
+    assert not (runtime.sessions / "s3").exists()
+
+
+def test_prune_finds_the_supervisors_of_a_home_that_is_gone(home: Home, tmp_path: Path, code: CodeWorkload) -> None:
+    runtime = make_runtime(home, tmp_path)
+    observed = runtime.ensure_running(workload(code))
+    wait_ready(observed)
+    pid = agent_pid(observed)
+    state = json.loads((runtime.root / "v1uid" / "state.json").read_text())
+    assert all(found[0] != state["supervisor_pid"] for found in orphaned_supervisors())  # its home is there
+    shutil.rmtree(home.root)
+    orphans = [found for found in orphaned_supervisors() if found[0] == state["supervisor_pid"]]
+    assert len(orphans) == 1 and "no longer exists" in orphans[0][2]
+    stop_supervisor(state["supervisor_pid"], grace_seconds=2)
+    assert process_supervisor.start_time(pid) is None
+    assert process_supervisor.start_time(state["supervisor_pid"]) is None
