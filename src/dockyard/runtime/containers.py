@@ -144,7 +144,7 @@ class ContainersRuntime:
         self.tmp_size = tmp_size
         self.max_log_bytes = max_log_bytes
         # remote_build dependencies, one directory per image and requirements, and each version's build log.
-        self.deps_root = deps_root or (home / "deps" / "containers" if home is not None else None)
+        self.deps_root = deps_root or (home / "python" / "containers" if home is not None else None)
         self.build_timeout_seconds = build_timeout_seconds
 
     # -- the Runtime interface ----------------------------------------------------------------------
