@@ -257,6 +257,27 @@ def test_a_pyproject_with_dynamic_dependencies_is_built_from_a_copy(only_own: Ho
     assert sorted(p.name for p in tree.rglob("*")) == before  # the read-only tree was never written to
 
 
+def test_a_build_sees_none_of_dockyards_secrets(only_own: HostPythons, tree: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build runs code from the code and the index (here the project's setup.py); it gets pip's environment."""
+    monkeypatch.setenv("DOCKYARD_TEST_SECRET", "s3cret")
+    (tree / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "agent"\nversion = "0.1"\ndynamic = ["dependencies"]\n'
+        '[tool.setuptools]\npy-modules = ["seen"]\n'
+        '[tool.setuptools.dynamic]\ndependencies = {file = ["deps.txt"]}\n')
+    (tree / "deps.txt").write_text("")
+    (tree / "setup.py").write_text(
+        "import os\nfrom setuptools import setup\n"
+        "open('seen.py', 'w').write(f\"SECRET = {os.environ.get('DOCKYARD_TEST_SECRET')!r}\\n\"\n"
+        "    f\"HAS_PATH = {'PATH' in os.environ}\\n\")\n"
+        "setup()\n")
+    prepared = only_own.prepare(code(read_only(tree), mode="remote_build"), Lines())
+    seen = (prepared.python_path[-1] / "seen.py").read_text()
+    assert "HAS_PATH = True" in seen  # the check can see what it was given
+    assert "SECRET = None" in seen
+
+
 def test_concurrent_builds_of_the_same_requirements_run_pip_once(only_own: HostPythons, tree: Path) -> None:
     (tree / "requirements.txt").write_text(SIX + "\n")
     read_only(tree)

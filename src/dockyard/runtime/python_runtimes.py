@@ -212,8 +212,7 @@ class HostPythons:
     def _pip(self, interpreter: Path, version: PythonVersion, target: Path, arguments: list[str],
              code: CodeWorkload, log: Log) -> None:
         command = [*_pip_command(interpreter), "install", "--target", str(target), *PIP_OPTIONS, *arguments]
-        environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        environment["PYTHONUNBUFFERED"] = "1"
+        environment = build_environment()
         tail: collections.deque[str] = collections.deque(maxlen=PIP_TAIL_LINES)
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    text=True, errors="replace", env=environment,
@@ -244,6 +243,21 @@ class HostPythons:
             return
         raise build_failure(f"for {runtime_name(version)}", returncode, timed_out.is_set(), self.build_timeout_seconds,
                             tail, f"Python {version[0]}.{version[1]}")
+
+
+# What pip may see of dockyard's environment: where to find packages and how to reach and trust them.
+# Builds run code from the index (setup.py, build backends), which must not see dockyard's own secrets.
+_BUILD_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "XDG_CONFIG_HOME",
+                "XDG_CONFIG_DIRS", "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+                "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+def build_environment() -> dict[str, str]:
+    """The environment of a pip build on the host: the names above and PIP_*, nothing else of dockyard's."""
+    environment = {name: value for name, value in os.environ.items()
+                   if name in _BUILD_NAMES or name.startswith("PIP_")}
+    environment["PYTHONUNBUFFERED"] = "1"
+    return environment
 
 
 NOTHING_TO_INSTALL = "dockyard: remote_build: no requirements.txt or pyproject.toml in the code; nothing to install"
