@@ -95,6 +95,11 @@ class Home:
         return self.tls / "ca-bundle.pem"
 
     @property
+    def code_dir(self) -> Path:
+        """Code bundles of code-based versions (dockyard.store.code_bundles)."""
+        return self.root / "code"
+
+    @property
     def signing_key(self) -> Path:
         return self.root / "token-signing-key.pem"
 

@@ -39,6 +39,7 @@ from dockyard.runtime.processes import ProcessRuntime
 from dockyard.runtime.python_runtimes import HostPythons
 from dockyard.settings import Settings
 from dockyard.store.agents import AgentStore
+from dockyard.store.code_bundles import CodeBundles
 from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
@@ -110,13 +111,18 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     platform = PlatformEnvironment(base_url=container_base_url, identity_secret=identity_secret,
                                    connections=catalog.connection)
     sessions = SessionStore(engine_db)
+    bundles = CodeBundles(home.code_dir)
     reconciler = Reconciler(store, registries, runtime, platform.for_version,
                             ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds),
-                            sessions=sessions, code_image=settings.code_image)
+                            sessions=sessions, bundles=bundles, code_image=settings.code_image)
+    control_plane = ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake,
+                                 sessions=sessions, bundles=bundles)
+    # Uploads cut off by a crash are partial files; bundles whose versions went while stopped are garbage.
+    bundles.clear_incoming()
+    control_plane.collect_code_bundles()
     return Services(
         settings=settings,
-        control_plane=ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake,
-                                   sessions=sessions),
+        control_plane=control_plane,
         authority=TokenAuthority.from_home(home, lifetime_seconds=settings.token_lifetime_seconds),
         identity_secret=identity_secret,
         registries=registries,
@@ -127,6 +133,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         # Built here, started by the app once it serves (never before the port is bound).
         local_model=local_model,
         catalog=catalog,
+        bundles=bundles,
         traces=TraceStore(home.root / "traces.db"),
     )
 

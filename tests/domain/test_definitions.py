@@ -47,7 +47,7 @@ V1_FULL = {
 V1_CODE = {
     "kind": "hosted",
     "code_configuration": {"runtime": "python_3_12", "entry_point": ["python", "main.py"],
-                           "dependency_resolution": "pip"},
+                           "dependency_resolution": "bundled"},
     "protocol_versions": RESPONSES_V1,
     "cpu": "0.5",
     "memory": "1Gi",
@@ -100,10 +100,20 @@ def test_v1_shape_is_parsed() -> None:
     )
 
 
+CODE = V1_CODE["code_configuration"]
+
+
 def test_code_configuration_is_parsed() -> None:
     definition = HostedDefinition.from_wire(V1_CODE)
     assert definition.image is None
     assert definition.code_configuration == V1_CODE["code_configuration"]
+
+
+def test_code_configuration_drops_a_sent_content_hash_and_defaults_to_bundled() -> None:
+    sent = {"runtime": "python_3_14", "entry_point": ["python", "-m", "app"], "content_hash": "0" * 64}
+    definition = HostedDefinition.from_wire(wire(V1_CODE, code_configuration=sent))
+    assert definition.code_configuration == {"runtime": "python_3_14", "entry_point": ["python", "-m", "app"],
+                                             "dependency_resolution": "bundled"}
 
 
 def test_both_shapes_saying_the_same_thing_are_equal() -> None:
@@ -213,7 +223,21 @@ def test_record_round_trip(sent: dict[str, Any]) -> None:
         (wire(V1, container_configuration={}), "InvalidContainerImage", "definition.image"),
         (wire(V1, container_configuration="app:v1"), "InvalidContainerImage", "definition.container_configuration"),
         (wire(PREVIEW, code_configuration=V1_CODE["code_configuration"]), "InvalidDefinition", "definition.image"),
-        (wire(V1_CODE, code_configuration="main.py"), "InvalidDefinition", "definition"),
+        (wire(V1_CODE, code_configuration="main.py"), "InvalidDefinition", "definition.code_configuration"),
+        (wire(V1_CODE, code_configuration={**CODE, "runtime": "python_3_9"}), "InvalidCodeConfiguration",
+         "definition.code_configuration.runtime"),
+        (wire(V1_CODE, code_configuration={**CODE, "runtime": None}), "InvalidCodeConfiguration",
+         "definition.code_configuration.runtime"),
+        (wire(V1_CODE, code_configuration={**CODE, "entry_point": []}), "InvalidCodeConfiguration",
+         "definition.code_configuration.entry_point"),
+        (wire(V1_CODE, code_configuration={**CODE, "entry_point": "python main.py"}), "InvalidCodeConfiguration",
+         "definition.code_configuration.entry_point"),
+        (wire(V1_CODE, code_configuration={**CODE, "entry_point": ["python", ""]}), "InvalidCodeConfiguration",
+         "definition.code_configuration.entry_point"),
+        (wire(V1_CODE, code_configuration={**CODE, "entry_point": ["python"] * 65}), "InvalidCodeConfiguration",
+         "definition.code_configuration.entry_point"),
+        (wire(V1_CODE, code_configuration={**CODE, "dependency_resolution": "pip"}), "InvalidCodeConfiguration",
+         "definition.code_configuration.dependency_resolution"),
         (wire(V1, image="myregistry.azurecr.io/other:v1"), "InvalidContainerImage", "definition.image"),
         (wire(PREVIEW, image="Not An Image"), "InvalidContainerImage", "definition.image"),
         (wire(PREVIEW, image=42), "InvalidContainerImage", None),

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.api import wire
+from dockyard.api import code, wire
 from dockyard.api.dependencies import authenticate_operator, json_body, project, services, wire_shape
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.paging import Page, PageRequest
@@ -72,9 +72,13 @@ def delete_agent(
 @router.post("/agents/{agent_name}/versions")
 async def create_version(
     request: Request, agent_name: str, shape: WireShape = Depends(wire_shape), project: str = Depends(project),
-    body: dict[str, Any] = Depends(json_body),
 ) -> dict[str, Any]:
-    version = await _threaded(request, lambda c: c.create_version(project, agent_name, body))
+    """JSON: an image-based version. multipart/form-data: 2.x's create_version_from_code (see api/code.py)."""
+    if code.is_multipart(request):
+        version = await code.create_version_from_code(request, project, agent_name)
+    else:
+        body = await json_body(request)
+        version = await _threaded(request, lambda c: c.create_version(project, agent_name, body))
     return wire.version_to_wire(version, shape)
 
 
@@ -108,3 +112,6 @@ def delete_version(
 async def _threaded(request: Request, call: Any) -> Any:
     """Run a blocking control-plane call off the event loop (the body was read asynchronously)."""
     return await run_in_threadpool(call, services(request).control_plane)
+
+
+router.include_router(code.router)

@@ -25,6 +25,7 @@ from dockyard.models.local import LocalModel
 from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import Runtime
 from dockyard.settings import Settings
+from dockyard.store.code_bundles import CodeBundles
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
 from dockyard.store.traces import TraceStore
@@ -55,6 +56,8 @@ class Services:
     # The supervised llama.cpp server; None with --no-local-model. See dockyard.models.local.
     local_model: LocalModel | None = None
     http: aiohttp.ClientSession | None = None
+    # Code-based versions' zips and unpacked trees (dockyard.store.code_bundles).
+    bundles: CodeBundles | None = None
     # Spans (traces.db) and the Prometheus counters: see dockyard.api.telemetry and dockyard.api.metrics.
     traces: TraceStore | None = None
     metrics: Metrics | None = None
@@ -166,17 +169,21 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def json_body(request: Request, limit: int | None = None) -> dict[str, Any]:
     raw = await read_body(request, limit or services(request).settings.max_request_bytes)
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes, *, what: str = "The request body") -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"The request body is not valid JSON ({exc}).", code="InvalidRequestBody") from None
+        raise BadRequest(f"{what} is not valid JSON ({exc}).", code="InvalidRequestBody") from None
     except RecursionError:
         body = None  # deeper than the interpreter's stack: certainly past the bound below
     if body is None or not _within_depth(body, MAX_JSON_DEPTH):
-        raise BadRequest(f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.",
+        raise BadRequest(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep.",
                          code="InvalidRequestBody")
     if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object.", code="InvalidRequestBody")
+        raise BadRequest(f"{what} must be a JSON object.", code="InvalidRequestBody")
     return body
 
 

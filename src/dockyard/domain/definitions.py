@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dockyard.domain.code_runtimes import DEPENDENCY_RESOLUTIONS, PYTHON_RUNTIMES
 from dockyard.domain.errors import BadRequest
 from dockyard.domain.images import parse_image_reference
 from dockyard.domain.protocols import ProtocolVersion, parse_protocol_versions
@@ -54,6 +55,9 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # process environment can carry (Linux refuses an exec whose environment passes a few megabytes).
 MAX_ENVIRONMENT_VARIABLES = 1000
 MAX_ENVIRONMENT_BYTES = 256 * 1024
+# An entry point is a command line; these bound it far above any real one.
+MAX_ENTRY_POINT_ARGS = 64
+MAX_ENTRY_POINT_ARG_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,8 @@ class HostedDefinition:
             )
         image, registry_connection_id = _image_from(wire)
         code_configuration = wire.get("code_configuration")
-        if code_configuration is not None and not isinstance(code_configuration, dict):
-            raise BadRequest(
-                "definition.code_configuration must be an object.", code="InvalidDefinition", param="definition"
-            )
+        if code_configuration is not None:
+            code_configuration = validate_code_configuration(code_configuration)
         if (image is None) == (code_configuration is None):
             raise BadRequest(
                 "A hosted definition needs exactly one of an image (`image`, or `container_configuration.image` "
@@ -172,6 +174,52 @@ class HostedDefinition:
             container_options=dict(record.get("container_options") or {}),
             options=dict(record.get("options") or {}),
         )
+
+
+def validate_code_configuration(value: object) -> dict[str, Any]:
+    """2.x's `code_configuration`, checked: `runtime`, `entry_point`, `dependency_resolution` (default bundled).
+
+    `content_hash` is the service's to set (from the upload's x-ms-code-zip-sha256 header), so one sent
+    in a request is dropped here; fields dockyard does not interpret are kept for the way back.
+    """
+    param = "definition.code_configuration"
+    if not isinstance(value, dict):
+        raise BadRequest(
+            f"{param} must be an object with runtime, entry_point and dependency_resolution.",
+            code="InvalidDefinition", param=param,
+        )
+    runtime = value.get("runtime")
+    if runtime not in PYTHON_RUNTIMES:
+        raise BadRequest(
+            f"{param}.runtime {runtime!r} is not supported: use one of {', '.join(PYTHON_RUNTIMES)}.",
+            code="InvalidCodeConfiguration", param=f"{param}.runtime",
+        )
+    entry_point = value.get("entry_point")
+    if (
+        not isinstance(entry_point, list) or not entry_point
+        or not all(isinstance(arg, str) and arg and "\x00" not in arg for arg in entry_point)
+    ):
+        raise BadRequest(
+            f"{param}.entry_point must be a non-empty list of non-empty strings, the command that starts the "
+            f"agent from the zip's root, e.g. ['python', 'main.py']; got {entry_point!r:.200}.",
+            code="InvalidCodeConfiguration", param=f"{param}.entry_point",
+        )
+    if len(entry_point) > MAX_ENTRY_POINT_ARGS or any(len(arg) > MAX_ENTRY_POINT_ARG_CHARS for arg in entry_point):
+        raise BadRequest(
+            f"{param}.entry_point is too long: at most {MAX_ENTRY_POINT_ARGS} arguments of at most "
+            f"{MAX_ENTRY_POINT_ARG_CHARS} characters each.",
+            code="InvalidCodeConfiguration", param=f"{param}.entry_point",
+        )
+    resolution = value.get("dependency_resolution", "bundled")
+    if resolution not in DEPENDENCY_RESOLUTIONS:
+        raise BadRequest(
+            f"{param}.dependency_resolution {resolution!r} is not supported: use 'bundled' (packages in the zip's "
+            "packages/ folder) or 'remote_build' (dockyard installs requirements.txt).",
+            code="InvalidCodeConfiguration", param=f"{param}.dependency_resolution",
+        )
+    checked = {k: copy.deepcopy(v) for k, v in value.items() if k != "content_hash"}
+    checked.update(runtime=runtime, entry_point=list(entry_point), dependency_resolution=resolution)
+    return checked
 
 
 def _image_from(wire: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -1,0 +1,193 @@
+"""Code-based versions on the wire: the multipart upload `create_version_from_code` sends, and `download_code`.
+
+The 2.x SDK posts `multipart/form-data` to the same route as a JSON create: a `metadata` part (JSON:
+definition, description, metadata) and a `code` part (the zip), with the zip's SHA-256 in the
+`x-ms-code-zip-sha256` header. The body is parsed as it streams in (python-multipart), the zip written
+straight to disk while it is hashed, so an upload never sits in memory whole and one past the limit is
+refused (413) as soon as it passes it, with what was received deleted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api.dependencies import parse_json_object, project, services, wire_shape
+from dockyard.domain import code_archives
+from dockyard.domain.definitions import WireShape
+from dockyard.domain.errors import BadRequest, PayloadTooLarge
+from dockyard.store.code_bundles import CodeBundles, Incoming
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+# Mounted by api/agents.py under its prefix and operator check, beside the versions it serves.
+router = APIRouter()
+
+# The metadata part is a definition and a few strings; a megabyte is far more than any needs.
+MAX_METADATA_BYTES = 1024 * 1024
+# Room for the parts' headers and boundaries around the two parts.
+_FRAMING_BYTES = 64 * 1024
+PARTS = ("metadata", "code")
+
+
+def is_multipart(request: Request) -> bool:
+    content_type, _ = parse_options_header(request.headers.get("content-type"))
+    return content_type == b"multipart/form-data"
+
+
+async def receive_upload(request: Request, bundles: CodeBundles) -> tuple[dict[str, Any], Incoming]:
+    """The metadata part as a JSON object, and the code part received to disk (the caller discards it)."""
+    _, options = parse_options_header(request.headers.get("content-type"))
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise BadRequest("The multipart/form-data Content-Type has no boundary.", code="InvalidRequestBody")
+    limit = code_archives.MAX_UPLOAD_BYTES + MAX_METADATA_BYTES + _FRAMING_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise code_archives.upload_too_large()
+    form = _UploadForm(bundles)
+    try:
+        parser = MultipartParser(boundary, form.callbacks(), max_size=limit)
+        async for chunk in request.stream():
+            if chunk:
+                await run_in_threadpool(parser.write, chunk)
+        parser.finalize()
+    except (FormParserError, ValueError) as exc:
+        form.discard()
+        if form.size > limit:
+            raise code_archives.upload_too_large() from None
+        raise BadRequest(f"The multipart/form-data body cannot be parsed ({exc}).", code="InvalidRequestBody") from None
+    except BaseException:
+        form.discard()
+        raise
+    return form.finish()
+
+
+class _UploadForm:
+    """The parser's callbacks: each part's headers, then its bytes to memory (metadata) or to disk (code)."""
+
+    def __init__(self, bundles: CodeBundles) -> None:
+        self.bundles = bundles
+        self.metadata: bytearray | None = None
+        self.code: Incoming | None = None
+        self.size = 0
+        self.ended = False
+        self._headers: dict[str, str] = {}
+        self._field = bytearray()
+        self._value = bytearray()
+        self._part: str | None = None
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_end": self._end,
+        }
+
+    def finish(self) -> tuple[dict[str, Any], Incoming]:
+        missing = [name for name, value in zip(PARTS, (self.metadata, self.code), strict=True) if value is None]
+        if not self.ended or missing:
+            self.discard()
+            what = f"has no {' and no '.join(repr(m) for m in missing)} part" if missing else "ended early"
+            raise BadRequest(
+                f"The multipart/form-data body {what}. create_version_from_code sends a 'metadata' part (JSON: "
+                "definition, description, metadata) and a 'code' part (the zip).",
+                code="InvalidRequestBody",
+            )
+        assert self.metadata is not None and self.code is not None
+        try:
+            metadata = parse_json_object(bytes(self.metadata), what="The 'metadata' part")
+        except BadRequest:
+            self.discard()
+            raise
+        return metadata, self.code
+
+    def discard(self) -> None:
+        if self.code is not None:
+            self.code.discard()
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._part = None
+
+    def _header_end(self) -> None:
+        self._headers[self._field.decode("latin-1").strip().lower()] = self._value.decode("latin-1").strip()
+        self._field.clear()
+        self._value.clear()
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition"))
+        name = options.get(b"name", b"").decode("latin-1")
+        if name not in PARTS:
+            raise BadRequest(
+                f"Unexpected multipart part {name!r}: create_version_from_code sends only 'metadata' and 'code'.",
+                code="InvalidRequestBody",
+            )
+        if (self.metadata if name == "metadata" else self.code) is not None:
+            raise BadRequest(f"The multipart body has more than one {name!r} part.", code="InvalidRequestBody")
+        if name == "metadata":
+            self.metadata = bytearray()
+        else:
+            self.code = self.bundles.receive()
+        self._part = name
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self.size += end - start
+        if self._part == "code":
+            assert self.code is not None
+            self.code.write(data[start:end])
+        elif self._part == "metadata":
+            assert self.metadata is not None
+            self.metadata.extend(data[start:end])
+            if len(self.metadata) > MAX_METADATA_BYTES:
+                raise PayloadTooLarge(
+                    f"The 'metadata' part is larger than {MAX_METADATA_BYTES} bytes; it holds only the definition, "
+                    "description and metadata.",
+                    code="RequestBodyTooLarge",
+                )
+
+    def _end(self) -> None:
+        self.ended = True
+
+
+async def create_version_from_code(request: Request, project: str, agent_name: str) -> Any:
+    """The multipart create: headers and name checked first, then the body streamed, then the version made."""
+    control = services(request).control_plane
+    control.check_can_create(agent_name)
+    bundles = services(request).bundles
+    if bundles is None:
+        raise BadRequest("This dockyard keeps no code bundles.", code="CodeBundlesNotSupported")
+    content_hash = code_archives.parse_content_hash(request.headers.get("x-ms-code-zip-sha256"))
+    metadata, code = await receive_upload(request, bundles)
+    try:
+        return await run_in_threadpool(control.create_version_from_code, project, agent_name, metadata, code,
+                                       content_hash)
+    finally:
+        code.discard()
+
+
+@router.get("/agents/{agent_name}/code:download")
+def download_code(
+    request: Request, agent_name: str, _shape: WireShape = Depends(wire_shape), project: str = Depends(project),
+    agent_version: str | None = Query(None),
+) -> FileResponse:
+    version, content_hash = services(request).control_plane.code_of(project, agent_name, agent_version)
+    bundles = services(request).bundles
+    if bundles is None:
+        raise BadRequest("This dockyard keeps no code bundles.", code="CodeBundlesNotSupported")
+    return FileResponse(
+        bundles.archive(content_hash),
+        media_type="application/zip",
+        filename=f"{agent_name}-{version.version}.zip",
+        headers={"x-ms-agent-version": version.version, "x-ms-code-zip-sha256": content_hash},
+    )
