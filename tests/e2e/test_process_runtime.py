@@ -24,6 +24,7 @@ from azure.ai.projects.models import (
     ContainerConfiguration,
     HostedAgentDefinition,
     ProtocolVersionRecord,
+    VersionRefIndicator,
 )
 from azure.identity import DefaultAzureCredential
 from support.process import DockyardProcess, dockyard_command
@@ -134,3 +135,86 @@ def test_image_based_version_fails_once_without_an_engine(
     for _ in range(10):
         time.sleep(0.5)
         assert client.agents.get_version(agent_name=name, agent_version=created.version).status == "failed"
+
+
+def upload(client: AIProjectClient, name: str, files: dict[str, bytes], tmp_path: Path,
+           definition: HostedAgentDefinition | None = None) -> Any:
+    archive = tmp_path / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path, data in files.items():
+            bundle.writestr(path, data)
+    with archive.open("rb") as code:
+        return client.agents.create_version_from_code(name, definition=definition or code_definition(), code=code)
+
+
+def test_bundled_packages_sessions_and_session_files(server: DockyardProcess, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    client = client_for(server, monkeypatch)
+    name = f"files-{uuid.uuid4().hex[:8]}"
+    created = upload(client, name, {"main.py": AGENT, "packages/greeting/__init__.py": b"VALUE = 'bundled'\n"},
+                     tmp_path)
+    assert wait_for_status(client, name, created.version, {"active", "failed"}).status == "active"
+    openai = client.get_openai_client(agent_name=name)
+    assert openai.responses.create(input="/import greeting").output_text == "import bundled"
+
+    session = client.agents.create_session(agent_name=name, version_indicator=VersionRefIndicator(
+        agent_version=created.version)).agent_session_id
+
+    def ask(text: str) -> str:
+        return str(openai.responses.create(input=text, extra_body={"agent_session_id": session}).output_text)
+
+    session_home = server.home / "sessions" / session
+    assert ask("/env HOME") == f"env {session_home}"
+    assert ask("/env AGENTSERVER_STATE_ROOT") == f"env {session_home}/agentserver"
+    client.agents.upload_session_file(agent_name=name, session_id=session, content=b"from the caller",
+                                      path="inbox/note.txt")
+    assert (session_home / "inbox" / "note.txt").read_bytes() == b"from the caller"
+    listed = {e.name: e for e in client.agents.list_session_files(agent_name=name, session_id=session)}
+    assert listed["inbox"].is_directory
+    assert b"".join(client.agents.download_session_file(agent_name=name, session_id=session,
+                                                        path="inbox/note.txt")) == b"from the caller"
+    client.agents.delete_session_file(agent_name=name, session_id=session, path="inbox", recursive=True)
+    assert not (session_home / "inbox").exists()
+    client.agents.delete_session(agent_name=name, session_id=session)
+    deadline = time.monotonic() + 30
+    while session_home.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not session_home.exists()  # the session's home goes with the session
+
+
+def test_a_crashing_entry_point_ends_in_crash_loop_back_off(server: DockyardProcess, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    client = client_for(server, monkeypatch)
+    name = f"crash-{uuid.uuid4().hex[:8]}"
+    crash = b"import sys\nprint('about to fail', flush=True)\nraise SystemExit(3)\n"
+    created = upload(client, name, {"main.py": crash}, tmp_path)
+    failed = wait_for_status(client, name, created.version, {"active", "failed"}, timeout=90)
+    error = failed.as_dict()["error"]
+    assert failed.status == "failed" and error["code"] == "CrashLoopBackOff", error
+    assert "exit code 3" in error["message"] and "about to fail" in error["message"]
+    assert not any((server.home / "processes").iterdir())  # stopped and gone
+
+
+def test_remote_build_runs_microsofts_hosting_adapter_as_a_process(server: DockyardProcess, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The echo agent on azure-ai-agentserver-responses, its dependencies installed by dockyard with pip."""
+    client = client_for(server, monkeypatch)
+    source = Path(__file__).parents[1] / "fixtures" / "images" / "echo-agent"
+    name = f"adapter-{uuid.uuid4().hex[:8]}"
+    definition = HostedAgentDefinition(
+        cpu="1", memory="2Gi",
+        code_configuration=CodeConfiguration(runtime="python_3_11", entry_point=["python", "main.py"],
+                                             dependency_resolution="remote_build"),
+        protocol_versions=[ProtocolVersionRecord(protocol="responses", version="2.0.0")],
+    )
+    created = upload(client, name, {f: (source / f).read_bytes() for f in ("main.py", "invocations_app.py",
+                                                                           "requirements.txt")},
+                     tmp_path, definition)
+    version = wait_for_status(client, name, created.version, {"active", "failed"}, timeout=900)
+    assert version.status == "active", version.as_dict()
+    openai = client.get_openai_client(agent_name=name)
+    assert openai.responses.create(input="hello there").output_text == "echo: hello there"
+    # DefaultAzureCredential in the agent gets a token from dockyard's identity endpoint, over loopback TLS.
+    assert openai.responses.create(input="/token").output_text.startswith("token: ok")
+    logs = "\n".join((server.home / "processes").glob("*/output.log").__next__().read_text().splitlines())
+    assert "echo-agent: starting on port" in logs

@@ -207,6 +207,14 @@ class ProcessRuntime:
             with open(output, "a", encoding="utf-8", errors="replace") as sink:
                 sink.write(line.rstrip("\n") + "\n")
 
+        # Recorded before a build that may take minutes: a failed or abandoned build's folder is then
+        # listed (not running), so the reconciler's stop removes it rather than leaving it behind.
+        record: dict[str, Any] = {
+            "instance": self.instance_id, "home": str(self.home.root.resolve()), "project": workload.project,
+            "agent": workload.agent_name, "version": workload.version, "version_uid": workload.key.version_uid,
+            "session": workload.key.session, "port": None, "content_hash": workload.code.content_hash,
+        }
+        _write_json(folder / "workload.json", record)
         prepared = self.pythons.prepare(workload.code, write_log)
         if prepared.warning:
             log.warning("%s:%s: %s", workload.agent_name, workload.version, prepared.warning)
@@ -239,11 +247,8 @@ class ProcessRuntime:
             "grace_seconds": self.grace_seconds,
             "cgroups": self.cgroups,
         }
-        _write_json(folder / "workload.json", {
-            "instance": self.instance_id, "home": str(self.home.root.resolve()), "project": workload.project,
-            "agent": workload.agent_name, "version": workload.version, "version_uid": workload.key.version_uid,
-            "session": workload.key.session, "port": port, "content_hash": workload.code.content_hash,
-        })
+        record["port"] = port
+        _write_json(folder / "workload.json", record)
         with open(folder / "supervisor.log", "ab") as supervisor_log:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(_SUPERVISOR), str(folder)],
