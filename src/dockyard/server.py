@@ -37,7 +37,7 @@ from dockyard.runtime.engine import INSTALL_HINT, Engine, find_engine, host_addr
 from dockyard.runtime.environment import PlatformEnvironment
 from dockyard.runtime.processes import ProcessRuntime
 from dockyard.runtime.python_runtimes import HostPythons
-from dockyard.settings import Settings
+from dockyard.settings import Settings, base_url
 from dockyard.store.agents import AgentStore
 from dockyard.store.code_bundles import CodeBundles
 from dockyard.store.database import migrate, open_engine, sqlite_url
@@ -52,16 +52,6 @@ log = logging.getLogger("dockyard.server")
 
 class StartupError(Exception):
     """dockyard cannot start; the message is the one line to show."""
-
-
-def local_host(host: str) -> str:
-    """The address a client on this machine should use for a server bound to `host`."""
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
-def base_url(host: str, port: int) -> str:
-    host = local_host(host)
-    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 class _Server(uvicorn.Server):

@@ -10,6 +10,20 @@ from dockyard.home import default_home
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8443
 DEFAULT_PROJECT = "default"
+# Where dockyard serves the managed-identity protocol (api/identity.py); clients find it in IDENTITY_ENDPOINT.
+IDENTITY_PATH = "/msi/token"
+
+
+def local_host(host: str) -> str:
+    """The address a client on this machine should use for a server bound to `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def base_url(host: str, port: int) -> str:
+    """The https URL of a dockyard bound to `host`:`port`, as a client on this machine reaches it. Here, not in
+    server.py, so the CLI can work it out without importing the server's stack."""
+    host = local_host(host)
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from dockyard.api.errors import error_response
 from dockyard.domain.errors import DockyardError
 from dockyard.identity.agents import AGENT_ROLE, agent_from_identity_header
 from dockyard.identity.ownership import OPERATOR_SUBJECT, USER_ROLE, user_subject
+from dockyard.settings import IDENTITY_PATH
 
 router = APIRouter()
 
-IDENTITY_PATH = "/msi/token"
 IDENTITY_API_VERSION = "2019-08-01"
 LOCAL_SUBJECT = OPERATOR_SUBJECT
 

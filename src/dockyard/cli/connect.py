@@ -25,7 +25,7 @@ import typer
 
 from dockyard.cli.output import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, fail
 from dockyard.home import Home, HomeError, default_home
-from dockyard.settings import DEFAULT_HOST, DEFAULT_PROJECT
+from dockyard.settings import DEFAULT_HOST, DEFAULT_PROJECT, IDENTITY_PATH, base_url
 
 if TYPE_CHECKING:
     from azure.ai.projects import AIProjectClient
@@ -52,8 +52,6 @@ _AHEAD_OF_MANAGED_IDENTITY = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_P
 
 def sdk_exports(store: Home, url: str) -> dict[str, str]:
     """The environment that points Azure SDKs (and DefaultAzureCredential) at the dockyard serving `url`."""
-    from dockyard.api.identity import IDENTITY_PATH
-
     return {
         "AZURE_AI_PROJECT_ENDPOINT": f"{url}/api/projects/{DEFAULT_PROJECT}",
         "IDENTITY_ENDPOINT": f"{url}{IDENTITY_PATH}",
@@ -65,8 +63,6 @@ def sdk_exports(store: Home, url: str) -> dict[str, str]:
 
 def local_exports(home: Path | None) -> dict[str, str]:
     """What `dockyard env` would print for the dockyard running from `home`; exits 3 when none is running."""
-    from dockyard.server import base_url
-
     try:
         store = Home(home or default_home()).ensure()
     except HomeError as exc:

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -25,8 +25,10 @@ from dockyard.cli.logs import VERSION_SANDBOX, read_logs
 from dockyard.cli.output import EXIT_FAILED, EXIT_USAGE, fail, note, print_json, progress, stdout
 from dockyard.cli.projects import load_project, warn_about
 from dockyard.project import build as builds
-from dockyard.project.code_zip import CodeZip, CodeZipError, build_zip
-from dockyard.project.manifest import Manifest, ManifestError
+
+if TYPE_CHECKING:
+    from dockyard.project.code_zip import CodeZip
+    from dockyard.project.manifest import Manifest
 
 POLL_SECONDS = 0.2
 LOG_LINES_ON_FAILURE = 20
@@ -80,6 +82,8 @@ def deploy_command(
 def _deploy(manifest: Manifest, target: Target, reference: str | None, bundle: CodeZip | None, *, wait: bool,
             timeout: float, json_output: bool, show_request: bool, home: Path | None) -> None:
     """Create the version (from the image `reference`, or from the code `bundle`), wait, and report."""
+    from dockyard.project.manifest import ManifestError
+
     try:
         fields = (manifest.code_definition(os.environ) if bundle is not None
                   else manifest.hosted_definition(reference or "", os.environ))
@@ -137,6 +141,8 @@ def _deploy(manifest: Manifest, target: Target, reference: str | None, bundle: C
 
 def _zip_project(manifest: Manifest, scratch: Path) -> CodeZip:
     """The project folder as the zip to upload (see `code_zip` for what is left out), with what it holds."""
+    from dockyard.project.code_zip import CodeZipError, build_zip
+
     root = manifest.path.parent
     try:
         bundle = build_zip(root, scratch / f"{manifest.name}.zip")  # the SDK wants a stream named *.zip

@@ -22,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help, as click writes it: typer's Rich help imports Rich's markdown renderer and more (0.7 s of a
+    # 1.3 s `dockyard --help` on a busy two-core machine). Lists in docstrings keep their lines with \b.
+    rich_markup_mode=None,
 )
 
 app.command("validate")(validate_command)
@@ -91,7 +94,7 @@ def env(
     """Print the shell exports that point Azure SDKs at this dockyard: eval "$(dockyard env)"."""
     from dockyard.cli.connect import sdk_exports
     from dockyard.identity.tls import ensure_tls
-    from dockyard.server import base_url
+    from dockyard.settings import base_url
 
     try:
         store = Home(home or default_home()).ensure()

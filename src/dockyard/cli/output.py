@@ -12,10 +12,12 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Exit codes, the same for every workflow command (documented in each command's --help and docs/workflow.md).
 EXIT_OK = 0
@@ -26,7 +28,11 @@ EXIT_NOT_FOUND = 4  # no such agent, version or session
 
 
 def stdout() -> Console:
-    """Results. Off a terminal Rich writes no colour; a CI log is wide, so do not fold tables at 80."""
+    """Results. Off a terminal Rich writes no colour; a CI log is wide, so do not fold tables at 80.
+
+    Rich is imported here, when something is printed, not when the CLI loads: `dockyard --help` stays fast."""
+    from rich.console import Console
+
     console = Console(file=sys.stdout, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(file=sys.stdout, highlight=False, width=160)
@@ -35,6 +41,8 @@ def stdout() -> Console:
 
 def stderr() -> Console:
     """Errors, notes and progress: never mixed into what a script reads from stdout."""
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False)
 
 
@@ -48,7 +56,7 @@ def fail(message: str, code: int = EXIT_FAILED, *, details: str | None = None) -
 
 def note(message: str) -> None:
     """A remark for the person at the terminal, on stderr."""
-    stderr().print(message, markup=False, soft_wrap=True)
+    typer.echo(message, err=True)
 
 
 def print_json(data: Any) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dockyard.cli.output import EXIT_USAGE, fail, note
-from dockyard.project.manifest import Manifest, ManifestError, find_manifest, load_manifest
+
+if TYPE_CHECKING:
+    from dockyard.project.manifest import Manifest
 
 
 def load_project(path: Path, *, check: bool = False) -> Manifest:
@@ -13,6 +16,8 @@ def load_project(path: Path, *, check: bool = False) -> Manifest:
 
     `check` runs every `dockyard validate` rule first (ranges, secrets, names), for commands that send the
     definition somewhere: a deploy then fails here, with lines and fixes, rather than as a 400 later."""
+    from dockyard.project.manifest import ManifestError, find_manifest, load_manifest  # YAML: when a command runs
+
     try:
         manifest_path = find_manifest(path)
         if check:

@@ -6,13 +6,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from dockyard.project.manifest import Finding, ManifestFileError, find_manifest
+if TYPE_CHECKING:
+    from dockyard.project.findings import Finding
 
 EXIT_CLEAN = 0  # no errors (warnings allowed)
 EXIT_ERRORS = 1  # agent.yaml has errors
@@ -30,6 +29,7 @@ def validate_command(
     Each finding names its rule, its line in the file and how to fix it.
     Errors (exit 1):
 
+    \b
     - yaml, duplicate-key: the file parses, and says each key once
     - schema: Microsoft's published AgentSchema (ContainerAgent v1.0)
     - agent-name: letters, digits, hyphens; a letter first; at most 63
@@ -53,8 +53,10 @@ def validate_command(
     code-bundled-packages (bundled with requirements.txt and no packages/).
 
     Use ${VAR} references for secrets: they are resolved at deploy time.
+
     Exit codes: 0 no errors, 1 errors found, 2 no agent.yaml to read.
     """
+    from dockyard.project.manifest import ManifestFileError, find_manifest
     from dockyard.project.validation import validate  # jsonschema loads only when this command runs
 
     try:
@@ -93,6 +95,10 @@ def _report(path: Path, findings: list[Finding]) -> dict[str, object]:
 
 
 def _table(path: Path, findings: list[Finding]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     # Rich leaves out colour by itself when stdout is not a terminal (and honours NO_COLOR); a CI log is
     # not 80 columns wide, so give the table room there instead of folding every message.
     console = Console(file=sys.stdout)

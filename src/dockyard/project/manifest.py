@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard.project.agentschema import schema_errors
 from dockyard.project.findings import Finding, ManifestError, ManifestFileError, by_line
 from dockyard.project.references import Unset, expand
 from dockyard.project.yamlfile import Document, YamlPath, dotted, file_finding, read_document
@@ -257,6 +256,8 @@ def check_document(document: Document) -> list[Finding]:
                 "for a complete example.",
             line=document.line(),
         )]
+    from dockyard.project.agentschema import schema_errors  # jsonschema: only when a file is checked
+
     findings: list[Finding] = []
     for error in schema_errors(data):
         path = tuple(error.absolute_path)
