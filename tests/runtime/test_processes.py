@@ -243,6 +243,9 @@ def test_cgroup_limits_where_this_machine_allows_them(runtime: ProcessRuntime, c
     limit = memory / ("memory.limit_in_bytes" if (memory / "memory.limit_in_bytes").exists() else "memory.max")
     assert int(limit.read_text()) == 256 << 20
     assert str(agent_pid(observed)) in (memory / "cgroup.procs").read_text().split()
+    quota = [g / "cpu.cfs_quota_us" for g in groups if (g / "cpu.cfs_quota_us").exists()]
+    quota += [g / "cpu.max" for g in groups if (g / "cpu.max").exists()]
+    assert quota and quota[0].read_text().split()[0] == "50000"  # cpu 0.5 of a 100 ms period
     runtime.stop(observed.key)
     assert not any(g.exists() for g in groups)
 
