@@ -24,7 +24,8 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,16 @@ def _shape(path: str) -> str:
 _current: contextvars.ContextVar[GatewayCall | None] = contextvars.ContextVar("dockyard_gateway_call", default=None)
 
 
+@contextmanager
+def active(call: GatewayCall) -> Iterator[GatewayCall]:
+    """Make `call` the one the hooks below fill in, for the code run inside (and the tasks and threads it starts)."""
+    token = _current.set(call)
+    try:
+        yield call
+    finally:
+        _current.reset(token)
+
+
 def entered_session(session: Session) -> None:
     """Hook: the call's session (and with it agent and version) is known; routing is over."""
     call = _current.get()
@@ -173,7 +184,6 @@ class TracingMiddleware:
         trace_id, parent_span_id, flags = parent if parent is not None else (new_trace_id(), "", "01")
         call = GatewayCall(method=scope["method"], path=path, trace_id=trace_id, parent_span_id=parent_span_id,
                            flags=flags)
-        token = _current.set(call)
         done = False
 
         async def send_and_watch(message: Message) -> None:
@@ -186,9 +196,9 @@ class TracingMiddleware:
                 self._finish(call)
 
         try:
-            await self.app(scope, receive, send_and_watch)
+            with active(call):
+                await self.app(scope, receive, send_and_watch)
         finally:
-            _current.reset(token)
             if not done:  # the caller left, or the app failed before the last byte
                 done = True
                 call.status = call.status or 499

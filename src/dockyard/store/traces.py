@@ -237,9 +237,20 @@ class TraceStore:
             with self.engine.begin() as connection:
                 removed += connection.execute(delete(spans_table).where(c.id.in_(oldest))).rowcount or 0
         if removed:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA incremental_vacuum").fetchall()  # each row is a step
+            self._vacuum()
         return removed
+
+    def _vacuum(self) -> None:
+        """Hand freed pages back to the file system, and checkpoint so the main file shrinks now.
+
+        Through `executescript`: sqlite3's `execute` steps `PRAGMA incremental_vacuum` once, freeing one page."""
+        raw = self.engine.raw_connection()
+        try:
+            sqlite = raw.driver_connection
+            assert sqlite is not None
+            sqlite.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+        finally:
+            raw.close()
 
     def close(self) -> None:
         self.engine.dispose()
