@@ -370,3 +370,27 @@ def test_missing_hash_header_and_missing_parts(sdk_env: Any, dockyard: DockyardP
     only_metadata += f"\r\n--{BOUNDARY}--\r\n".encode()
     answer = _post(dockyard, only_metadata)
     assert answer.status_code == 400 and "'code'" in answer.json()["error"]["message"]
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's peak memory from /proc")
+def test_a_large_upload_is_never_held_in_memory(sdk_env: Any, dockyard: DockyardProcess, code_dir: Path) -> None:
+    """240 MB received to disk, hashed and refused: the server's peak memory grows by far less than that."""
+    assert dockyard.process is not None
+    before_files = snapshot(code_dir)
+    _post(dockyard, b"warm-up")  # the first multipart request imports what it needs
+    # Reset the peak (VmHWM) so earlier tests' peaks cannot hide this one's.
+    Path(f"/proc/{dockyard.process.pid}/clear_refs").write_text("5")
+    before = _peak_rss(dockyard.process.pid)
+    block = b"\xa5" * (1024 * 1024)
+    answer = _post(dockyard, _multipart(iter([block] * 240)))
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "CodeHashMismatch", answer.text
+    grew = _peak_rss(dockyard.process.pid) - before
+    assert grew < 64 * 1024 * 1024, f"peak memory grew by {grew // (1024 * 1024)} MiB for a 240 MiB upload"
+    assert snapshot(code_dir) == before_files
