@@ -23,7 +23,8 @@ HELP_ALSO_SKIPS = ("jsonschema", "yaml", "typer.rich_utils", "rich", "httpx")
 def imported(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """Run `python -X importtime -m dockyard ARGS`; the modules it imported, from importtime's report on stderr."""
     python, *rest = dockyard_command(*args)
-    result = subprocess.run([python, "-X", "importtime", *rest], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+    result = subprocess.run([python, "-X", "importtime", *rest], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **(env or {})})
     modules = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "dockyard.cli.main" in modules, result.stderr[-2000:]
     return result, modules
