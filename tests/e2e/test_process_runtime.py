@@ -218,3 +218,16 @@ def test_remote_build_runs_microsofts_hosting_adapter_as_a_process(server: Docky
     assert openai.responses.create(input="/token").output_text.startswith("token: ok")
     logs = "\n".join((server.home / "processes").glob("*/output.log").__next__().read_text().splitlines())
     assert "echo-agent: starting on port" in logs
+
+
+def test_memory_past_the_definitions_limit_fails_with_oom_killed(server: DockyardProcess, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    client = client_for(server, monkeypatch)
+    name = f"oom-{uuid.uuid4().hex[:8]}"
+    definition = code_definition()
+    definition.environment_variables = {"ALLOCATE_MB": "1400"}  # past memory 1Gi
+    created = upload(client, name, {"main.py": AGENT}, tmp_path, definition)
+    failed = wait_for_status(client, name, created.version, {"active", "failed"}, timeout=90)
+    error = failed.as_dict()["error"]
+    assert failed.status == "failed" and error["code"] == "OOMKilled", error
+    assert "1Gi" in error["message"]
