@@ -1,5 +1,8 @@
 """Code-based versions on a real engine: ContainersRuntime runs a tree of code on a runtime base image.
 
+The first tests drive ContainersRuntime directly; the last ones go through `dockyard up --runtime
+containers --code-image …` with the real 2.x SDK's create_version_from_code and the openai client.
+
 The code is a tiny stdlib agent (http.server on $PORT). It answers POST /responses with what it sees from
 inside its container (its Python, cwd, imports, whether /app can be written, its session file), so each
 assertion reads the container's own view. The runtime image is the CI base image (Debian's python3.11, as
@@ -10,8 +13,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import ssl
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +26,12 @@ from typing import Any
 import docker
 import httpx
 import pytest
-from support.engine import require_engine
+from azure.ai.projects import AIProjectClient
+from azure.ai.projects.models import CodeConfiguration, HostedAgentDefinition, ProtocolVersionRecord
+from azure.identity import DefaultAzureCredential
+from support.engine import remove_dockyard_leftovers, require_engine
 from support.images import ensure_base_image, host_ca_bundle
+from support.process import DockyardProcess
 
 from dockyard.domain.code_runtimes import REMOTE_BUILD_FAILED
 from dockyard.domain.session_files import parse_session_path
@@ -82,7 +92,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length") or 0))
-        self._answer(200, {"object": "response", "status": "completed", "seen": report()})
+        seen = report()
+        # A Responses answer the openai client reads: what the agent saw, as its output text.
+        self._answer(200, {"id": "resp_1", "object": "response", "created_at": 0, "status": "completed",
+                           "model": "probe", "seen": seen,
+                           "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                                       "content": [{"type": "output_text", "text": json.dumps(seen),
+                                                    "annotations": []}]}]})
 
     def log_message(self, *args):
         pass
@@ -300,3 +316,103 @@ def test_the_entry_point_keeps_what_the_definition_says(runtime: ContainersRunti
         assert json.dumps(seen)  # answered: the module ran as __main__
     finally:
         runtime.stop(agent.key)
+
+
+# -- through dockyard and the SDK ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, engine: Engine, image: str) -> Iterator[DockyardProcess]:
+    os.environ["DOCKER_HOST"] = engine.url
+    running = DockyardProcess(home=tmp_path_factory.mktemp("code-home"), runtime="containers",
+                              extra_args=("--code-image", image)).start()
+    try:
+        yield running
+    finally:
+        if running.process and running.process.poll() is None:
+            running.stop()
+        remove_dockyard_leftovers(running.home)
+
+
+@pytest.fixture
+def project(server: DockyardProcess, monkeypatch: pytest.MonkeyPatch) -> AIProjectClient:
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    return AIProjectClient(endpoint=server.endpoint, credential=DefaultAzureCredential())
+
+
+def deploy(project: AIProjectClient, files: dict[str, str], mode: str, tmp_path: Path) -> tuple[str, Any]:
+    archive = tmp_path / "agent.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name, text in files.items():
+            bundle.writestr(name, text)
+    name = f"code-{uuid.uuid4().hex[:8]}"
+    definition = HostedAgentDefinition(
+        cpu="0.5", memory="1Gi",
+        code_configuration=CodeConfiguration(runtime="python_3_12", entry_point=["python", "main.py"],
+                                             dependency_resolution=mode),
+        protocol_versions=[ProtocolVersionRecord(protocol="responses", version="v1")],
+    )
+    with archive.open("rb") as code:
+        created = project.agents.create_version_from_code(name, definition=definition, code=code)
+    deadline = time.monotonic() + 300
+    while True:
+        version = project.agents.get_version(agent_name=name, agent_version=created.version)
+        if version.status in ("active", "failed") or time.monotonic() > deadline:
+            return name, version
+        time.sleep(0.5)
+
+
+def log_lines(server: DockyardProcess, project: AIProjectClient, name: str, version: str, until: str) -> list[str]:
+    """The version's log stream (the :logstream route dockyard logs reads), up to a line containing `until`."""
+    token = DefaultAzureCredential().get_token("https://ai.azure.com/.default").token
+    url = f"{server.endpoint}/agents/{name}/versions/{version}/sessions/default:logstream"
+    lines: list[str] = []
+    trust = ssl.create_default_context(cafile=str(server.home / "tls" / "ca.pem"))
+    with httpx.stream("GET", url, params={"api-version": "v1"}, headers={"authorization": f"Bearer {token}"},
+                      verify=trust, timeout=30) as answer:
+        assert answer.status_code == 200, answer.read()
+        for raw in answer.iter_lines():
+            if raw.startswith("data: "):
+                event = json.loads(raw[6:])
+                if event["stream"] == "stdout":
+                    lines.append(event["message"])
+                    if until in event["message"]:
+                        break
+    return lines
+
+
+def test_sdk_bundled_code_version_runs_in_a_container(project: AIProjectClient, engine: Engine, image: str,
+                                                      tmp_path: Path) -> None:
+    name, version = deploy(project, {"main.py": AGENT, "packages/greeting/__init__.py": "WORD = 'from the zip'\n"},
+                           "bundled", tmp_path)
+    assert version.status == "active", version.as_dict()
+    seen = json.loads(project.get_openai_client(agent_name=name).responses.create(input="hi").output_text)
+    assert seen["greeting"] == "from the zip" and seen["cwd"] == "/app"
+    assert seen["app_write"] == "Read-only file system"
+    containers = engine.client.containers.list(filters={"label": f"io.dockyard.agent={name}"})
+    # The --code-image dockyard was given, not python:3.12-slim (which no hub serves here).
+    assert containers and {c.attrs["Config"]["Image"] for c in containers} == {image}
+
+
+def test_sdk_remote_build_version_shows_its_build_in_the_log_stream(server: DockyardProcess,
+                                                                    project: AIProjectClient,
+                                                                    tmp_path: Path) -> None:
+    name, version = deploy(project, {"main.py": AGENT, "requirements.txt": "six==1.17.0\n"}, "remote_build",
+                           tmp_path)
+    assert version.status == "active", version.as_dict()
+    seen = json.loads(project.get_openai_client(agent_name=name).responses.create(input="hi").output_text)
+    assert seen["six"] == "1.17.0 from /deps/six.py"
+    lines = log_lines(server, project, name, version.version, until="agent: starting on")
+    assert lines[0].startswith("dockyard: remote_build: installing requirements.txt in ")
+    assert any("Successfully installed six-1.17.0" in line for line in lines)
+    assert lines[-1] == "agent: starting on 8088"
+
+
+def test_sdk_remote_build_that_does_not_resolve_fails_the_version(project: AIProjectClient, tmp_path: Path) -> None:
+    name, version = deploy(project, {"main.py": AGENT, "requirements.txt": "no-such-package-dockyard==0.0.1\n"},
+                           "remote_build", tmp_path)
+    assert version.status == "failed"
+    error = version.as_dict()["error"]
+    assert error["code"] == REMOTE_BUILD_FAILED
+    assert "No matching distribution found for no-such-package-dockyard==0.0.1" in error["message"]
