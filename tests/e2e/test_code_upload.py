@@ -394,3 +394,24 @@ def test_a_large_upload_is_never_held_in_memory(sdk_env: Any, dockyard: Dockyard
     grew = _peak_rss(dockyard.process.pid) - before
     assert grew < 64 * 1024 * 1024, f"peak memory grew by {grew // (1024 * 1024)} MiB for a 240 MiB upload"
     assert snapshot(code_dir) == before_files
+
+
+def test_malformed_multipart_bodies(sdk_env: Any, dockyard: DockyardProcess, code_dir: Path) -> None:
+    before = snapshot(code_dir)
+    extra = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nx\r\n--{BOUNDARY}--\r\n").encode()
+    answer = _post(dockyard, extra)
+    assert answer.status_code == 400 and "'extra'" in answer.json()["error"]["message"]
+    twice = b"".join(_multipart(iter([b"PK"]))).replace(f"\r\n--{BOUNDARY}--".encode(), b"") + (
+        f"\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"code\"; filename=\"b.zip\"\r\n\r\nPK\r\n"
+        f"--{BOUNDARY}--\r\n").encode()
+    answer = _post(dockyard, twice)
+    assert answer.status_code == 400 and "more than one 'code'" in answer.json()["error"]["message"]
+    cut = b"".join(_multipart(iter([b"PK" * 1000])))[:-30]
+    answer = _post(dockyard, cut)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "InvalidRequestBody"
+    bad_json = b"".join(_multipart(iter([b"PK"]))).replace(METADATA, b"{not json")
+    answer = _post(dockyard, bad_json)
+    assert answer.status_code == 400 and "'metadata' part is not valid JSON" in answer.json()["error"]["message"]
+    no_boundary = _post(dockyard, b"x", headers={"Content-Type": "multipart/form-data"})
+    assert no_boundary.status_code == 400 and "boundary" in no_boundary.json()["error"]["message"]
+    assert snapshot(code_dir) == before

@@ -54,14 +54,16 @@ async def receive_upload(request: Request, bundles: CodeBundles) -> tuple[dict[s
     form = _UploadForm(bundles)
     try:
         parser = MultipartParser(boundary, form.callbacks(), max_size=limit)
+        received = 0
         async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:  # the parts have limits of their own; this bounds what lies around them
+                raise code_archives.upload_too_large()
             if chunk:
                 await run_in_threadpool(parser.write, chunk)
         parser.finalize()
     except (FormParserError, ValueError) as exc:
         form.discard()
-        if form.size > limit:
-            raise code_archives.upload_too_large() from None
         raise BadRequest(f"The multipart/form-data body cannot be parsed ({exc}).", code="InvalidRequestBody") from None
     except BaseException:
         form.discard()
@@ -76,7 +78,6 @@ class _UploadForm:
         self.bundles = bundles
         self.metadata: bytearray | None = None
         self.code: Incoming | None = None
-        self.size = 0
         self.ended = False
         self._headers: dict[str, str] = {}
         self._field = bytearray()
@@ -142,7 +143,6 @@ class _UploadForm:
         self._part = name
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        self.size += end - start
         if self._part == "code":
             assert self.code is not None
             self.code.write(data[start:end])
