@@ -172,3 +172,16 @@ def test_unknown_and_malformed_hashes(bundles: CodeBundles) -> None:
         bundles.tree("d" * 64)
     with pytest.raises(BadRequest):
         bundles.tree("../../etc")
+
+
+def test_executable_entries_stay_executable(bundles: CodeBundles, tmp_path: Path) -> None:
+    path = tmp_path / "exec.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        script = zipfile.ZipInfo("run.sh")
+        script.create_system = 3
+        script.external_attr = (stat.S_IFREG | 0o755) << 16
+        archive.writestr(script, "#!/bin/sh\necho hi\n")
+        archive.writestr("main.py", MAIN)
+    tree = bundles.tree(store(bundles, path.read_bytes(), ("./run.sh",)))
+    assert stat.S_IMODE((tree / "run.sh").stat().st_mode) == 0o555
+    assert stat.S_IMODE((tree / "main.py").stat().st_mode) == 0o444

@@ -16,6 +16,7 @@ that will refer to it is between unpacking and recording its version (`admit` pi
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from dockyard.domain import code_archives
 from dockyard.domain.code_archives import ArchiveEntry, UnpackBudget
-from dockyard.domain.errors import BadRequest, NotFound
+from dockyard.domain.errors import BadRequest, DockyardError, NotFound, ServiceUnavailable
 
 _CHUNK = 1024 * 1024
 
@@ -50,7 +51,11 @@ class Incoming:
         if self.size + len(data) > self.limit:
             self.discard()
             raise code_archives.upload_too_large(self.limit)
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self.discard()
+            raise _disk_error(exc) from None
         self._sha.update(data)
         self.size += len(data)
 
@@ -199,7 +204,7 @@ class CodeBundles:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _extract(archive, entry, target, budget)
-            for folder in staging.rglob("*"):
+            for folder in staging.rglob("*"):  # folders made as parents of files, not listed in the zip
                 if folder.is_dir():
                     folders.append(folder)
             for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
@@ -212,6 +217,9 @@ class CodeBundles:
                     raise
                 _remove(staging)  # an identical upload finished first: keep its tree
             _fsync_dir(self.root)
+        except OSError as exc:
+            _remove(staging)
+            raise _disk_error(exc) from None
         except BaseException:
             _remove(staging)
             raise
@@ -236,7 +244,8 @@ def _extract(archive: zipfile.ZipFile, entry: ArchiveEntry, target: Path, budget
             ) from None
         out.flush()
         os.fsync(out.fileno())
-    os.chmod(target, 0o444)
+    # Read-only for everyone who may read it; executable where the zip says so (an entry point `./run.sh`).
+    os.chmod(target, 0o555 if (entry.info.external_attr >> 16) & 0o111 else 0o444)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -257,6 +266,17 @@ def _remove(path: Path) -> None:
     for folder, _dirs, _files in os.walk(path):
         os.chmod(folder, 0o700)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _disk_error(exc: OSError) -> DockyardError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ServiceUnavailable(
+            "dockyard's home has no space left for this code bundle. Free some space (dockyard prune, or delete "
+            "versions you no longer need) and upload again.",
+            code="InsufficientStorage",
+        )
+    return ServiceUnavailable(f"dockyard could not write this code bundle: {exc.strerror or exc}.",
+                              code="CodeStorageFailed")
 
 
 def _bundle_not_found(content_hash: str) -> NotFound:
