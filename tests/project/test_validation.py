@@ -242,8 +242,20 @@ def test_real_samples(tmp_path: Path) -> None:
 
 def test_the_documented_example_is_clean(tmp_path: Path) -> None:
     doc = (Path(__file__).parents[2] / "docs" / "agent-yaml.md").read_text()
-    agent_yaml, dockyard_yaml = (block.split("```")[0] for block in doc.split("```yaml\n")[1:3])
+    blocks = [block.split("```")[0] for block in doc.split("```yaml\n")[1:]]
+    agent_yaml = blocks[0]
+    [dockyard_yaml] = [block for block in blocks if block.startswith("registry:")]
     (tmp_path / "agent.yaml").write_text(agent_yaml)
     (tmp_path / "dockyard.yaml").write_text(dockyard_yaml)
     (tmp_path / "Containerfile").write_text("FROM scratch\n")
+    assert validate(tmp_path / "agent.yaml") == []
+
+
+def test_the_documented_code_configuration_is_clean(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "agent-yaml.md").read_text()
+    [block] = [b.split("```")[0] for b in doc.split("```yaml\n")[1:] if b.startswith("codeConfiguration:")]
+    agent_yaml = "\n".join(CLEAN[k] for k in ("kind", "name", "protocols", "resources")) + "\n" + block
+    (tmp_path / "agent.yaml").write_text(agent_yaml)
+    (tmp_path / "main.py").write_text("print('hi')\n")
+    (tmp_path / "requirements.txt").write_text("httpx\n")
     assert validate(tmp_path / "agent.yaml") == []
