@@ -14,6 +14,10 @@ No traffic leaves the machine unless the agent is configured to send it: the Azu
 in Microsoft's adapters phones home ("statsbeat") unless APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL is
 set, so dockyard sets it (a definition may still set it otherwise).
 
+Traces: the adapter exports OpenTelemetry to dockyard (`otlp_environment`, docs/observability.md), which
+also keeps its console exporters from dumping every record into the container's output. A version that
+names its own collector keeps it.
+
 `FOUNDRY_HOSTING_ENVIRONMENT` is deliberately not set yet: with it, Microsoft's responses adapter
 stores responses through the project's storage API, which dockyard does not serve so far. Without it,
 the adapter keeps them under `AGENTSERVER_STATE_ROOT`, which points into the writable /tmp.
