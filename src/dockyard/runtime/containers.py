@@ -154,7 +154,7 @@ class ContainersRuntime:
         created = False
         try:
             if container is None:
-                self._ensure_image(workload)
+                self._ensure_image_for(workload)
                 deps = self._code_dependencies(workload) if workload.code is not None else None
                 container = self._create(workload, deps)
                 created = True
@@ -558,6 +558,17 @@ class ContainersRuntime:
         )
 
     # -- images -------------------------------------------------------------------------------------
+
+    def _ensure_image_for(self, workload: Workload) -> None:
+        """The workload's image; a code-based version's failure also says how to name another runtime image."""
+        try:
+            self._ensure_image(workload)
+        except RuntimeFailure as failure:
+            if workload.code is None:
+                raise
+            raise RuntimeFailure(failure.code, f"{failure.message} {workload.image} is the runtime image of "
+                                 f"{workload.code.runtime}; where it cannot be pulled, `dockyard up --code-image "
+                                 "IMAGE` names another (one with python3, and pip for remote_build).") from None
 
     def _ensure_image(self, workload: Workload) -> None:
         if not workload.pull_always:

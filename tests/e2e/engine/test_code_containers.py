@@ -303,6 +303,16 @@ def test_session_files_of_a_code_based_session(runtime: ContainersRuntime, image
         runtime.discard(agent.key)
 
 
+def test_a_runtime_image_that_cannot_be_pulled_says_how_to_name_another(engine: Engine, tmp_path: Path) -> None:
+    unreachable = ContainersRuntime(engine, instance_id=f"test-code-{uuid.uuid4().hex[:8]}", pull_attempts=1)
+    agent = workload(make_tree(tmp_path / "tree"), "localhost:9/library/python:3.12-slim")
+    with pytest.raises(RuntimeFailure) as raised:
+        unreachable.ensure_running(agent)
+    assert raised.value.code in ("ImagePullBackOff", "InvalidContainerImage")
+    assert "dockyard up --code-image IMAGE" in raised.value.message
+    assert unreachable.observe(agent.key) is None
+
+
 def test_the_entry_point_keeps_what_the_definition_says(runtime: ContainersRuntime, image: str,
                                                          tmp_path: Path) -> None:
     """`python3 -m` and arguments pass through as they are; only a bare `python` is renamed."""
