@@ -92,3 +92,37 @@ def test_a_broken_entry_point_fails_the_deploy_with_its_last_lines(server: Docky
     assert deployed.returncode == 1, deployed.stdout + deployed.stderr
     assert "crasher version 1 failed" in deployed.stderr
     assert "crasher: giving up" in deployed.stderr
+
+
+STDLIB_AGENT = Path(__file__).parents[1] / "fixtures" / "code" / "stdlib-agent" / "main.py"
+
+
+def test_target_azure_sends_the_same_upload_and_bundled_packages_travel(server: DockyardProcess,
+                                                                         tmp_path: Path) -> None:
+    """`--target azure` is the same create_version_from_code against AZURE_AI_PROJECT_ENDPOINT (dockyard here,
+    standing in for Foundry); a bundled project's packages/ is uploaded and importable, its tests are not."""
+    project = tmp_path / "bundled"
+    (project / "packages" / "greeting").mkdir(parents=True)
+    (project / "packages" / "greeting" / "__init__.py").write_text("VALUE = 'from packages'\n")
+    (project / "tests").mkdir()
+    (project / "tests" / "test_it.py").write_text("def test(): pass\n")
+    (project / ".agentignore").write_text("tests\n")
+    (project / "main.py").write_bytes(STDLIB_AGENT.read_bytes())
+    (project / "agent.yaml").write_text(
+        "kind: hosted\nname: bundled\nprotocols:\n  - protocol: responses\n    version: \"2.0.0\"\n"
+        "codeConfiguration:\n  runtime: python_3_11\n  entryPoint: main.py\n  dependencyResolution: bundled\n"
+        "resources:\n  cpu: \"0.5\"\n  memory: 1Gi\n"
+    )
+    env = {**os.environ, **server.env(), "NO_COLOR": "1"}
+    env.pop("DOCKYARD_HOME", None)
+    deployed = subprocess.run(dockyard_command("deploy", "--target", "azure", "--json", "--show-request"),
+                              cwd=project, env=env, capture_output=True, text=True, timeout=240)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    report = json.loads(deployed.stdout)
+    assert report["status"] == "active" and report["target"] == "azure"
+    assert report["code"]["files"] == 4  # .agentignore, agent.yaml, main.py, packages/greeting/__init__.py
+    assert f"POST {server.endpoint}/agents/bundled/versions?api-version=v1" in deployed.stderr
+    answered = subprocess.run(dockyard_command("invoke", "bundled", "/import greeting", "--target", "azure"),
+                              cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip() == "import from packages"
