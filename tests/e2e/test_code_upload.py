@@ -415,3 +415,22 @@ def test_malformed_multipart_bodies(sdk_env: Any, dockyard: DockyardProcess, cod
     no_boundary = _post(dockyard, b"x", headers={"Content-Type": "multipart/form-data"})
     assert no_boundary.status_code == 400 and "boundary" in no_boundary.json()["error"]["message"]
     assert snapshot(code_dir) == before
+
+
+def test_start_up_removes_partial_uploads_and_unreferenced_bundles(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    DockyardProcess(home=home, extra_args=("--no-engine",)).start().stop()
+    code_dir = home / "code"
+    (code_dir / ".incoming").mkdir(parents=True)
+    (code_dir / ".incoming" / "cut.zip").write_bytes(b"PK partial upload")
+    orphan = code_dir / ("e" * 64)
+    (orphan / "sub").mkdir(parents=True)
+    (orphan / "sub" / "main.py").write_bytes(MAIN)
+    (orphan / "sub").chmod(0o555)
+    (code_dir / f"{'e' * 64}.zip").write_bytes(b"PK")
+    (code_dir / f".unpack-{'f' * 16}-dead").mkdir()
+    server = DockyardProcess(home=home, extra_args=("--no-engine",)).start()
+    try:
+        assert snapshot(code_dir) == set()
+    finally:
+        server.stop()
