@@ -108,7 +108,13 @@ class ControlPlane:
         found = (self.store.get_agent(project, agent_name).latest if version is None
                  else self.store.get_version(project, agent_name, version))
         code = found.definition.code_configuration
-        if code is None or not code.get("content_hash"):
+        if code is not None and not code.get("content_hash"):
+            raise Conflict(
+                f"Version {found.version} of agent {agent_name!r} was recorded without its code (by a dockyard "
+                "older than code uploads). Create a new version with create_version_from_code.",
+                code="AgentNotCodeBased",
+            )
+        if code is None:
             raise Conflict(
                 f"Version {found.version} of agent {agent_name!r} runs a container image, so it has no code to "
                 "download. download_code answers code-based versions (create_version_from_code).",
