@@ -5,12 +5,13 @@ starts) live in this process; what the store already knows (live sessions, sandb
 when scraped, so it is right after a restart and across replicas. Each dockyard app has a registry of
 its own, so two apps in one process (tests) never share counts.
 
-Tokens per deployment are counted where the model relay sees a usage block (answers it translates);
-answers relayed byte for byte are not parsed, so their tokens are not counted.
+Not counted yet: tokens per deployment (the model relay passes answers on byte for byte and parses no
+usage), image pulls and builds.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 
@@ -24,7 +25,7 @@ from dockyard.api.dependencies import Services, authenticate_operator, services
 from dockyard.domain.sessions import Session, SessionStatus
 from dockyard.gateway import tracing
 from dockyard.gateway.tracing import GatewayCall
-from dockyard.store.traces import TraceWriter
+from dockyard.store.traces import SpanRecord, TraceWriter
 
 router = APIRouter()
 
@@ -43,8 +44,6 @@ class Metrics:
                                  ["project", "agent", "version"], buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.cold_starts = Counter("dockyard_cold_starts", "Sandboxes started for a call because none was running.",
                                    ["project", "agent", "version"], registry=self.registry)
-        self.tokens = Counter("dockyard_model_tokens", "Tokens model deployments used, from the usage they reported.",
-                              ["project", "deployment", "kind"], registry=self.registry)
         self.spans = Counter("dockyard_spans_received", "Spans received over OTLP, by who sent them.", ["source"],
                              registry=self.registry)
         self.registry.register(_StoreCollector(services))
@@ -61,13 +60,6 @@ class Metrics:
 
     def cold_start(self, session: Session) -> None:
         self.cold_starts.labels(session.project, session.agent_name, session.version).inc()
-
-    def used_tokens(self, project: str, deployment: str, usage: dict[str, object]) -> None:
-        for kind, key in (("input", "input_tokens"), ("output", "output_tokens"), ("input", "prompt_tokens"),
-                          ("output", "completion_tokens")):
-            value = usage.get(key)
-            if isinstance(value, int) and value > 0:
-                self.tokens.labels(project, deployment, kind).inc(value)
 
 
 class _StoreCollector(Collector):
@@ -98,10 +90,16 @@ def gateway_call_finished(services: Services, writer: TraceWriter | None) -> Cal
     counted = services.metrics
     tracing.on_cold_start(counted.cold_start)
 
-    def finished(call: GatewayCall, end_ns: int) -> None:
+    def count_and_trace(call: GatewayCall, end_ns: int) -> list[SpanRecord]:
         counted.call_finished(call, (end_ns - call.start_ns) / 1e9)
+        return call.spans(end_ns)
+
+    def finished(call: GatewayCall, end_ns: int) -> None:
+        # Both on the writer's thread: the request path pays for one queue put.
         if writer is not None:
-            writer.submit(call.spans(end_ns))
+            writer.submit(functools.partial(count_and_trace, call, end_ns))
+        else:
+            counted.call_finished(call, (end_ns - call.start_ns) / 1e9)
 
     return finished
 

@@ -179,12 +179,15 @@ def span_records(message: ExportTraceServiceRequest, *, source: str, project: st
 
 def _version_of(request: Request, uid: str) -> tuple[str, str, str]:
     """(project, agent, version) of a version uid, from the store; cached, since versions never change."""
-    the = services(request)
-    cache: dict[str, tuple[str, str, str]] = request.app.state.__dict__.setdefault("version_names", {})
+    cache: dict[str, tuple[str, str, str]] | None = getattr(request.app.state, "version_names", None)
+    if cache is None:
+        cache = request.app.state.version_names = {}
     if uid not in cache:
-        for desired in the.control_plane.store.desired_versions():
+        for desired in services(request).control_plane.store.desired_versions():
             cache[desired.uid] = (desired.project, desired.version.agent_name, desired.version.version)
-    return cache.get(uid, ("", "", ""))
+        # A uid no version has (deleted since its sandbox started) is remembered too: one scan, not one per export.
+        cache.setdefault(uid, ("", "", ""))
+    return cache[uid]
 
 
 def _answer(media: str, empty: bytes) -> Response:

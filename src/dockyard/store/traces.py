@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,12 +294,14 @@ class TraceWriter:
             self._thread = threading.Thread(target=self._run, name="dockyard-traces", daemon=True)
             self._thread.start()
 
-    def submit(self, spans: list[SpanRecord]) -> None:
-        """Never blocks: when the writer is this far behind, the spans are dropped (and counted)."""
+    def submit(self, spans: list[SpanRecord] | Callable[[], list[SpanRecord]]) -> None:
+        """Never blocks: when the writer is this far behind, the spans are dropped (and counted).
+
+        A callable is called on the writer's thread: the request path hands over the work of making spans too."""
         try:
             self._queue.put_nowait(spans)
         except queue.Full:
-            self.dropped += len(spans)
+            self.dropped += len(spans) if isinstance(spans, list) else 1
 
     def close(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
@@ -314,10 +317,8 @@ class TraceWriter:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
-            batch: list[SpanRecord] = []
+            pending = [] if item is None or item is _STOP else [item]
             stop = item is _STOP
-            if isinstance(item, list):
-                batch.extend(item)
             while not stop:
                 try:
                     more = self._queue.get_nowait()
@@ -325,9 +326,12 @@ class TraceWriter:
                     break
                 if more is _STOP:
                     stop = True
-                elif isinstance(more, list):
-                    batch.extend(more)
+                else:
+                    pending.append(more)
             try:
+                batch: list[SpanRecord] = []
+                for spans in pending:
+                    batch.extend(spans if isinstance(spans, list) else spans())  # type: ignore[operator]
                 self.store.add(batch)
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.prune_interval_seconds
