@@ -62,3 +62,11 @@ def test_status_of_a_missing_agent_is_exit_4_without_the_sdk(dockyard: DockyardP
     result, modules = imported("status", "nobody-here", env={"DOCKYARD_HOME": str(dockyard.home)})
     assert result.returncode == 4 and "AgentNotFound" in result.stderr
     assert not loaded(modules, "azure.ai.projects")
+
+
+def test_invoke_on_the_local_dockyard_goes_without_the_sdk(dockyard: DockyardProcess) -> None:
+    """Without --stream, invoke makes the openai client's request itself (its answers: tests/e2e)."""
+    result, modules = imported("invoke", "nobody-here", "hello", env={"DOCKYARD_HOME": str(dockyard.home)})
+    assert result.returncode == 4 and "invoking nobody-here: AgentNotFound" in result.stderr
+    for package in SERVER_AND_SDK:
+        assert not loaded(modules, package), f"dockyard invoke imported {loaded(modules, package)[:5]}"

@@ -35,9 +35,14 @@ def invoke_command(
 ) -> None:
     """Send TEXT to agent NAME and print its answer (the session it ran in goes to stderr).
 
+    On the local dockyard, without --stream, the request is made without loading the Azure SDK or openai.
+
     Exit codes: 0 answered; 1 the agent or the platform failed (the error's code and message are shown);
     3 target unreachable or credential refused; 4 no such agent or version.
     """
+    if target is Target.local and not stream:
+        _invoke_local(name, text, session=session, version=version, json_output=json_output, home=home)
+        return
     client = project_client(target, home)
     with api_errors(f"invoking {name}"):
         protocol = _protocol(client, name, version)
@@ -49,10 +54,62 @@ def invoke_command(
                               json_output=json_output)
 
 
+def _invoke_local(name: str, text: str, *, session: str | None, version: str | None, json_output: bool,
+                  home: Path | None) -> None:
+    """The local dockyard without the SDK: the same requests the openai client (Responses) or the project client
+    (Invocations) send, made with the standard library (see `rest`), so the answer is not behind 1.3-2 s of
+    imports. --stream still goes through the SDK and openai."""
+    import urllib.parse
+
+    from dockyard.cli.connect import local_exports
+    from dockyard.cli.rest import LocalProject
+
+    project = LocalProject(local_exports(home))
+    agent = urllib.parse.quote(name, safe="")
+    what = f"invoking {name}"
+    details = (project.get(f"/agents/{agent}/versions/{urllib.parse.quote(version, safe='')}", what) if version
+               else project.get(f"/agents/{agent}", what)["versions"]["latest"])
+    if _definition_protocol(details["definition"]) == "invocations":
+        if version:
+            note("--version: the Invocations endpoint picks the version itself; pin one with a session created "
+                 "for it.")
+        params = {"agent_session_id": session} if session else {}
+        answer, headers = project.post(f"/agents/{agent}/endpoint/protocols/invocations", {"message": text}, what,
+                                       **params)
+        body = answer if isinstance(answer, str) else json.dumps(answer)
+        typer.echo(body if json_output else _pretty(body))
+        if headers.get("x-agent-session-id"):
+            note(f"session: {headers['x-agent-session-id']}")
+        return
+    request: dict[str, Any] = {"input": text}
+    if session:
+        request["agent_session_id"] = session
+    if version:
+        request["agent_reference"] = {"type": "agent_reference", "name": name, "version": version}
+    response, _ = project.post(f"/agents/{agent}/endpoint/protocols/openai/responses", request, what)
+    _session_note(response)
+    if json_output:
+        print_json(response)
+        return
+    if response.get("status") == "failed":
+        error = response.get("error") or {}
+        fail(f"{name} failed: {error.get('code', 'Failed')}: {error.get('message', '')}", EXIT_FAILED)
+    typer.echo(_output_text(response))
+
+
+def _output_text(response: dict[str, Any]) -> str:
+    """What the openai SDK's `Response.output_text` gives: every output_text part of every message, joined."""
+    return "".join(part.get("text", "") for item in response.get("output") or [] if item.get("type") == "message"
+                   for part in item.get("content") or [] if part.get("type") == "output_text")
+
+
 def _protocol(client, name: str, version: str | None) -> str:  # type: ignore[no-untyped-def]
     details = (client.agents.get_version(agent_name=name, agent_version=version) if version
                else client.agents.get(agent_name=name).versions["latest"])
-    definition = details["definition"]
+    return _definition_protocol(details["definition"])
+
+
+def _definition_protocol(definition: Any) -> str:
     records = definition.get("protocol_versions") or definition.get("container_protocol_versions") or []
     return str(records[0]["protocol"]) if records else "responses"
 
