@@ -51,9 +51,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dockyard.reconciler")
 
-# Failures that a restarted dockyard may cure (an engine that appears, --runtime containers): retried once
-# per start, never every pass (a process runtime refuses an image-based version the same way each time).
+# Failures that may cure themselves: an engine restarted or briefly away (retried every
+# _ENGINE_RETRY_SECONDS on a runtime that runs images), or one that appears with a restarted dockyard
+# (retried once per start: a process runtime refuses an image-based version the same way each time).
 _RETRYABLE = {CONTAINER_RUNTIME_UNAVAILABLE}
+_ENGINE_RETRY_SECONDS = 15.0
 # Sessions whose sandbox may run (a creating one is being cold-started by the gateway right now).
 _LIVE_SESSIONS = {SessionStatus.CREATING, SessionStatus.ACTIVE}
 
@@ -228,8 +230,7 @@ class Reconciler:
         version = desired.version
         key = WorkloadKey(desired.uid)
         if version.status is VersionStatus.FAILED:
-            if (version.error is None or version.error.code not in _RETRYABLE or self.runtime is None
-                    or desired.uid in self._retried):
+            if not self._retry_due(desired):
                 if observed is not None and self.runtime is not None:
                     self.runtime.stop(key)
                 return
@@ -257,6 +258,15 @@ class Reconciler:
                 return
         if version.status is not VersionStatus.ACTIVE:
             self._check_readiness(desired, observed)
+
+    def _retry_due(self, desired: DesiredVersion) -> bool:
+        """Whether a failed version should be started again now (see _RETRYABLE)."""
+        error = desired.version.error
+        if error is None or error.code not in _RETRYABLE or self.runtime is None:
+            return False
+        if desired.uid not in self._retried:
+            return True
+        return self.runtime.runs_images and time.time() - desired.updated_at >= _ENGINE_RETRY_SECONDS
 
     def _restart_allowed(self, desired: DesiredVersion, observed: Observed) -> bool:
         assert self.runtime is not None

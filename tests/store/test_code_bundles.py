@@ -185,3 +185,13 @@ def test_executable_entries_stay_executable(bundles: CodeBundles, tmp_path: Path
     tree = bundles.tree(store(bundles, path.read_bytes(), ("./run.sh",)))
     assert stat.S_IMODE((tree / "run.sh").stat().st_mode) == 0o555
     assert stat.S_IMODE((tree / "main.py").stat().st_mode) == 0o444
+
+
+def test_an_archive_removed_while_it_is_being_sent_is_still_sent_whole(bundles: CodeBundles, tmp_path: Path) -> None:
+    data = zip_bytes(tmp_path, {"main.py": MAIN * 1000})
+    digest = store(bundles, data)
+    with bundles.open_archive(digest) as archive:
+        assert bundles.prune(set()) == [digest]
+        assert archive.read() == data
+    with pytest.raises(NotFound):
+        bundles.open_archive(digest)

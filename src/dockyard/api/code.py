@@ -9,10 +9,12 @@ refused (413) as soon as it passes it, with what was received deleted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -180,14 +182,25 @@ async def create_version_from_code(request: Request, project: str, agent_name: s
 def download_code(
     request: Request, agent_name: str, _shape: WireShape = Depends(wire_shape), project: str = Depends(project),
     agent_version: str | None = Query(None),
-) -> FileResponse:
+) -> StreamingResponse:
     version, content_hash = services(request).control_plane.code_of(project, agent_name, agent_version)
     bundles = services(request).bundles
     if bundles is None:
         raise BadRequest("This dockyard keeps no code bundles.", code="CodeBundlesNotSupported")
-    return FileResponse(
-        bundles.archive(content_hash),
+    archive = bundles.open_archive(content_hash)
+    return StreamingResponse(
+        _chunks(archive),
         media_type="application/zip",
-        filename=f"{agent_name}-{version.version}.zip",
-        headers={"x-ms-agent-version": version.version, "x-ms-code-zip-sha256": content_hash},
+        headers={
+            "content-length": str(os.fstat(archive.fileno()).st_size),
+            "content-disposition": f'attachment; filename="{agent_name}-{version.version}.zip"',
+            "x-ms-agent-version": version.version,
+            "x-ms-code-zip-sha256": content_hash,
+        },
     )
+
+
+def _chunks(archive: BinaryIO, size: int = 1024 * 1024) -> Iterator[bytes]:
+    with archive:
+        while chunk := archive.read(size):
+            yield chunk

@@ -115,6 +115,11 @@ class SessionFileStream:
 
 
 class Runtime(Protocol):
+    # Whether this backend runs images at all. One that does may fail a start only because its engine is
+    # away for a moment (restarted, upgraded): such failures are retried. One that does not (processes)
+    # refuses an image-based version the same way every time.
+    runs_images: bool
+
     def ensure_running(self, workload: Workload) -> Observed:
         """Make the workload run (pulling, creating or starting as needed); idempotent."""
 

@@ -119,6 +119,8 @@ def _timestamp(text: str | None) -> float | None:
 
 
 class ContainersRuntime:
+    runs_images = True
+
     def __init__(
         self,
         engine: Engine,

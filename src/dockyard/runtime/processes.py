@@ -88,6 +88,8 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
 
 
 class ProcessRuntime:
+    runs_images = False
+
     def __init__(
         self,
         home: Home,

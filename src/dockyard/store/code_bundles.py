@@ -28,6 +28,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from dockyard.domain import code_archives
 from dockyard.domain.code_archives import ArchiveEntry, UnpackBudget
@@ -137,6 +138,14 @@ class CodeBundles:
         if not path.is_file():
             raise _bundle_not_found(content_hash)
         return path
+
+    def open_archive(self, content_hash: str) -> BinaryIO:
+        """The stored zip, opened: a bundle removed while it is being sent is still sent whole (the open file
+        outlives the unlink); NotFound when it is already gone."""
+        try:
+            return self.zip_path(content_hash).open("rb")
+        except FileNotFoundError:
+            raise _bundle_not_found(content_hash) from None
 
     def stored(self) -> set[str]:
         """The hashes of every bundle on disk, complete or not."""
