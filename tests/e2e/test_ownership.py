@@ -192,6 +192,14 @@ def test_another_callers_session_answers_as_a_missing_one(dockyard: DockyardProc
     assert "alices-session" in {s["agent_session_id"] for s in operator.get("/agents/owned/endpoint/sessions",
                                                                             params=V1).json()["data"]}
     assert alice.get("/agents/owned/endpoint/sessions/alices-session", params=V1).status_code == 200
+    # Logs: a session's log is its owner's (and the operator's); the version's own sandbox log the operator's.
+    logs = f"/agents/owned/versions/{created.version}/sessions/{{}}:logstream"
+    theirs_log = bob.get(logs.format("alices-session"), params=V1)
+    assert theirs_log.status_code == 404 and theirs_log.json()["error"]["code"] == "SessionNotFound"
+    version_log = alice.get(logs.format("default"), params=V1)
+    assert version_log.status_code == 403 and version_log.json()["error"]["code"] == "OperatorOnly"
+    with operator.stream("GET", logs.format("default"), params=V1) as followed:
+        assert followed.status_code == 200
 
 
 def _request(headers: dict[str, str]) -> Request:

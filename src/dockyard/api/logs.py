@@ -16,9 +16,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from dockyard.api.dependencies import authenticate_operator, project, services, wire_shape
+from dockyard.api.dependencies import authenticate_caller, authenticate_operator, project, services, wire_shape
 from dockyard.domain.definitions import WireShape
-from dockyard.domain.errors import NotFound
+from dockyard.domain.errors import Forbidden, NotFound
+from dockyard.identity.ownership import may_manage, owner_of
 from dockyard.runtime.base import WorkloadKey
 
 router = APIRouter(prefix="/api/projects/{project}", dependencies=[Depends(authenticate_operator)])
@@ -42,11 +43,21 @@ async def log_stream(
     _shape: WireShape = Depends(wire_shape), project: str = Depends(project),
 ) -> StreamingResponse:
     the = services(request)
+    # A session's log holds what its callers sent: it is theirs (and the operator's), as the session is;
+    # the version's own sandbox serves no one caller, so its log is the operator's.
+    caller = authenticate_caller(request)
     uid = await run_in_threadpool(the.control_plane.store.version_uid, project, agent_name, agent_version)
     key = WorkloadKey(uid)
+    if session_id == VERSION_SANDBOX_SESSION and not caller.operator:
+        raise Forbidden(
+            f"The log of {agent_name}:{agent_version}'s own sandbox is for the operator (the identity `dockyard env` "
+            "hands out). Name one of your sessions instead.",
+            code="OperatorOnly",
+        )
     if session_id != VERSION_SANDBOX_SESSION:
         session = await run_in_threadpool(the.sessions.find, project, agent_name, session_id)
-        if session is None or session.version_uid != uid:
+        if (session is None or session.version_uid != uid
+                or not may_manage(caller, owner_of(session.owner_subject, session.owner_user))):
             raise NotFound(
                 f"Session {session_id!r} does not exist for {agent_name}:{agent_version}. Name one of its sessions "
                 f"(list_sessions), or {VERSION_SANDBOX_SESSION!r} for the version's own sandbox.",
