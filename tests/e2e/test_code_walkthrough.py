@@ -126,3 +126,18 @@ def test_target_azure_sends_the_same_upload_and_bundled_packages_travel(server: 
                               cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert answered.returncode == 0, answered.stderr
     assert answered.stdout.strip() == "import from packages"
+
+
+def test_an_invocations_code_agent_answers_through_the_cli(server: DockyardProcess, tmp_path: Path) -> None:
+    """`init --code --protocol invocations`: the same requirements (so the same cached environment), invoked on
+    its Invocations endpoint; the CLI prints the agent's `reply`, and the whole body with --json."""
+    assert cli(server, "init", "inv-agent", "--code", "--protocol", "invocations", cwd=tmp_path).returncode == 0
+    project = tmp_path / "inv-agent"
+    deployed = cli(server, "deploy", "--timeout", str(BUILD_TIMEOUT), cwd=project, timeout=BUILD_TIMEOUT + 60)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    answered = cli(server, "invoke", "inv-agent", "hello", cwd=project)
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip() == "echo: hello"
+    assert "session: " in answered.stderr
+    whole = cli(server, "invoke", "inv-agent", "hello", "--json", cwd=project)
+    assert json.loads(whole.stdout) == {"reply": "echo: hello"}
