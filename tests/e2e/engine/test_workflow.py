@@ -176,7 +176,7 @@ def test_logs_show_the_request_where_it_ran(walk: Walk) -> None:
 
 def test_logs_of_the_version_container(walk: Walk) -> None:
     result = ok(walk.cli("logs", NAME, "--session", "default", "--idle", "3"))
-    assert f'"service.name": "{NAME}"' in result.stdout  # this agent's container, as the adapter names it
+    assert f"{NAME}: starting on port 8088" in result.stdout  # this agent's container, its own first line
     assert "GET /readiness" in result.stdout  # dockyard's readiness probe, as the agent saw it
 
 
