@@ -51,7 +51,7 @@ from dockyard.runtime.base import (
 )
 from dockyard.runtime.engine import INSTALL_HINT, Engine
 from dockyard.runtime.environment import SESSION_STATE_PATH
-from dockyard.runtime.leftovers import HOME_LABEL
+from dockyard.runtime.leftovers import BUILD_LABEL, HOME_LABEL
 from dockyard.runtime.python_runtimes import (
     NOTHING_TO_INSTALL,
     PIP_OPTIONS,
@@ -68,7 +68,6 @@ LABEL = "io.dockyard"
 CA_BUNDLE_IN_CONTAINER = "/etc/dockyard/ca-bundle.pem"
 CODE_IN_CONTAINER = "/app"
 DEPS_IN_CONTAINER = "/deps"
-BUILD_LABEL = f"{LABEL}.build-of"
 # What a build container may pass on from dockyard's environment: how to reach the package index.
 _BUILD_ENVIRONMENT = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT",
                       "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")

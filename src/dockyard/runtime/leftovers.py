@@ -20,6 +20,9 @@ LABEL = "io.dockyard"
 INSTANCE_LABEL = f"{LABEL}.instance"
 HOME_LABEL = f"{LABEL}.home"
 FILES_HELPER_LABEL = f"{LABEL}.files-helper-of"
+BUILD_LABEL = f"{LABEL}.build-of"
+# Short-lived helpers (session files, dependency builds) name their instance under a label of their own.
+_HELPER_LABELS = (FILES_HELPER_LABEL, BUILD_LABEL)
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,7 @@ class Leftover:
 
 def of_instance(client: Any, instance_id: str, *, volumes: bool) -> builtins.list[Leftover]:
     """Everything one dockyard instance made: its sandboxes, file helpers, and (if asked) session volumes."""
-    found = [_container(c, "belongs to this home") for c in _containers(client)
-             if instance_id in (c.labels.get(INSTANCE_LABEL), c.labels.get(FILES_HELPER_LABEL))]
+    found = [_container(c, "belongs to this home") for c in _containers(client) if _instance_of(c) == instance_id]
     if volumes:
         found += [_volume(v, "belongs to this home") for v in _volumes(client)
                   if (v.attrs.get("Labels") or {}).get(INSTANCE_LABEL) == instance_id]
@@ -48,7 +50,7 @@ def orphaned(client: Any) -> tuple[builtins.list[Leftover], int]:
     unplaced = 0
     for container in _containers(client):
         labels = container.labels
-        instance = labels.get(INSTANCE_LABEL) or labels.get(FILES_HELPER_LABEL)
+        instance = _instance_of(container)
         reason = _why_orphaned(instance, labels.get(HOME_LABEL))
         if instance and labels.get(HOME_LABEL) is None:
             unplaced += 1
@@ -91,8 +93,8 @@ def _why_orphaned(instance: str | None, home: str | None) -> str | None:
 
 def _containers(client: Any) -> builtins.list[Any]:
     try:
-        return list(client.containers.list(all=True, filters={"label": INSTANCE_LABEL}) +
-                    client.containers.list(all=True, filters={"label": FILES_HELPER_LABEL}))
+        return [container for label in (INSTANCE_LABEL, *_HELPER_LABELS)
+                for container in client.containers.list(all=True, filters={"label": label})]
     except APIError as exc:
         raise RuntimeError(f"the container engine refused to list containers: {exc}") from None
 
@@ -104,10 +106,13 @@ def _volumes(client: Any) -> builtins.list[Any]:
         raise RuntimeError(f"the container engine refused to list volumes: {exc}") from None
 
 
-def _container(container: Any, reason: str) -> Leftover:
+def _instance_of(container: Any) -> str:
     labels = container.labels
-    return Leftover("container", container.name, labels.get(INSTANCE_LABEL) or labels.get(FILES_HELPER_LABEL, ""),
-                    labels.get(HOME_LABEL), reason)
+    return str(labels.get(INSTANCE_LABEL) or next((labels[k] for k in _HELPER_LABELS if labels.get(k)), ""))
+
+
+def _container(container: Any, reason: str) -> Leftover:
+    return Leftover("container", container.name, _instance_of(container), container.labels.get(HOME_LABEL), reason)
 
 
 def _volume(volume: Any, reason: str) -> Leftover:

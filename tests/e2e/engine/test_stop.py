@@ -25,6 +25,8 @@ from support.engine import DOCKYARD_LABEL, engine_dockyard
 from support.hosted import deploy, project_client
 from support.process import DockyardProcess
 
+from dockyard.runtime.leftovers import BUILD_LABEL, HOME_LABEL
+
 pytestmark = [pytest.mark.e2e, pytest.mark.engine]
 
 
@@ -108,3 +110,21 @@ def test_prune_removes_what_a_removed_home_left_and_nothing_else(tmp_path: Path,
     assert pruned.returncode == 0, pruned.stderr
     assert containers_of(orphan) == []
     assert len(containers_of(kept)) == 2
+
+
+def test_prune_removes_a_dependency_build_a_removed_home_left(tmp_path: Path, image: str) -> None:
+    """A code version's dependency build (a one-off container) of a dockyard killed mid-build, home gone since."""
+    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"])
+    gone = tmp_path / "gone-home"
+    build = client.containers.create(image, command=["true"], labels={
+        BUILD_LABEL: "f" * 32, HOME_LABEL: str(gone), f"{DOCKYARD_LABEL}.build-key": "k"})
+    try:
+        listed = dockyard_cli("prune", "--dry-run", "--json")
+        assert listed.returncode == 0, listed.stderr
+        found = [i for i in json.loads(listed.stdout) if i["name"] == build.name]
+        assert found and found[0]["kind"] == "container" and "no longer exists" in found[0]["reason"]
+        assert dockyard_cli("prune").returncode == 0
+        assert client.containers.list(all=True, filters={"id": build.id}) == []
+    finally:
+        for left in client.containers.list(all=True, filters={"id": build.id}):
+            left.remove(force=True)
