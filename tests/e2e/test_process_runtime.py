@@ -195,6 +195,19 @@ def test_a_crashing_entry_point_ends_in_crash_loop_back_off(server: DockyardProc
     assert not any((server.home / "processes").iterdir())  # stopped and gone
 
 
+def test_an_import_that_fails_names_the_missing_module(server: DockyardProcess, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that imports what the bundle does not hold (forgotten in packages/, or not in requirements.txt)."""
+    client = client_for(server, monkeypatch)
+    name = f"imports-{uuid.uuid4().hex[:8]}"
+    created = upload(client, name, {"main.py": b"import agent_helpers_not_bundled\n"}, tmp_path)
+    failed = wait_for_status(client, name, created.version, {"active", "failed"}, timeout=90)
+    error = failed.as_dict()["error"]
+    assert failed.status == "failed" and error["code"] == "CrashLoopBackOff", error
+    assert "ModuleNotFoundError: No module named 'agent_helpers_not_bundled'" in error["message"]
+    assert not any((server.home / "processes").iterdir())
+
+
 def test_remote_build_runs_microsofts_hosting_adapter_as_a_process(server: DockyardProcess, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The echo agent on azure-ai-agentserver-responses, its dependencies installed by dockyard with pip."""
