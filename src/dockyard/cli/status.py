@@ -9,17 +9,21 @@ whole answer should (`dockyard status` answers in about 0.2 s that way).
 from __future__ import annotations
 
 import datetime
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 
 from dockyard.cli.connect import HomeOption, Target, TargetOption, api_errors, local_exports, project_client
-from dockyard.cli.output import print_json, stdout
+from dockyard.cli.output import EXIT_USAGE, fail, print_json, stdout
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 _STATUS_STYLE = {"active": "green", "failed": "red", "creating": "yellow", "deleting": "yellow"}
 _LIVE_SESSIONS = ("active", "creating", "running", "idle")
@@ -28,26 +32,66 @@ _LIVE_SESSIONS = ("active", "creating", "running", "idle")
 def status_command(
     name: str = typer.Argument(None, help="One agent (default: every agent in the project)."),
     json_output: bool = typer.Option(False, "--json", help="Print agents, versions and sessions as JSON."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh the table in place until Ctrl-C."),
+    interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes with --watch."),
     target: Target = TargetOption,
     home: Path = HomeOption,
 ) -> None:
     """Show agents, their versions, each version's status, image and sessions.
 
-    Exit codes: 0 shown; 1 the service failed; 3 target unreachable or credential refused; 4 no such agent.
+    Exit codes: 0 shown (and Ctrl-C with --watch); 1 the service failed; 2 --watch with --json; 3 target
+    unreachable or credential refused (also when it goes away while watching); 4 no such agent.
     """
     reader: _Reader = _LocalReader(home) if target is Target.local else _SdkReader(target, home)
-    with reader.errors():
-        names = [name] if name else [str(agent["name"]) for agent in reader.agents()]
-        report = [_agent(reader, agent_name) for agent_name in names]
+    if watch:
+        if json_output:
+            fail("--watch draws a table; for JSON, run `dockyard status --json` as often as you need.", EXIT_USAGE)
+        _watch(reader, name, interval)
+        return
+    report = _report(reader, name)
     if json_output:
         print_json({"agents": report})
         return
-    if not report:
-        stdout().print("No agents yet: `dockyard init NAME`, then build and deploy it.", markup=False)
-        return
-    from rich.table import Table
+    stdout().print(_view(report))
 
-    table = Table(show_lines=False)
+
+def _report(reader: _Reader, name: str | None) -> list[dict[str, Any]]:
+    with reader.errors():
+        names = [name] if name else [str(agent["name"]) for agent in reader.agents()]
+        return [_agent(reader, agent_name) for agent_name in names]
+
+
+def _watch(reader: _Reader, name: str | None, interval: float) -> None:
+    """Read and draw every `interval` seconds. On a terminal Rich's Live redraws the table in place; in a pipe
+    (or a CI log) each refresh is printed after the last, since cursor moves would only garble the file."""
+    from rich.live import Live
+
+    console = stdout()
+    try:
+        if not console.is_terminal:
+            while True:
+                console.print(_view(_report(reader, name), _refreshed(interval)))
+                time.sleep(interval)
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                live.update(_view(_report(reader, name), _refreshed(interval)), refresh=True)
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a watch ends: exit 0, the last table left on the screen
+
+
+def _refreshed(interval: float) -> str:
+    return f"refreshed {time.strftime('%H:%M:%S')}, every {interval:g} s; Ctrl-C to stop"
+
+
+def _view(report: list[dict[str, Any]], caption: str | None = None) -> RenderableType:
+    from rich.table import Table
+    from rich.text import Text
+
+    if not report:
+        message = "No agents yet: `dockyard init NAME`, then build and deploy it."
+        return Text(f"{message}\n{caption}" if caption else message)
+    table = Table(show_lines=False, caption=caption)
     for column in ("agent", "version", "status", "image", "created", "sessions", "error"):
         table.add_column(column, overflow="fold", no_wrap=column in ("agent", "version", "status"))
     for agent in report:
@@ -58,7 +102,7 @@ def status_command(
             table.add_row(agent["name"], version["version"], f"[{style}]{status}[/{style}]" if style else status,
                           version.get("image") or "-", _when(version.get("created_at")),
                           str(version["sessions"]), error.get("code", "") if error else "")
-    stdout().print(table)
+    return table
 
 
 class _Reader(Protocol):
