@@ -5,15 +5,17 @@ starts) live in this process; what the store already knows (live sessions, sandb
 when scraped, so it is right after a restart and across replicas. Each dockyard app has a registry of
 its own, so two apps in one process (tests) never share counts.
 
-Not counted yet: tokens per deployment (the model relay passes answers on byte for byte and parses no
-usage), image pulls and builds.
+Tokens per deployment come from the usage object a model's answer ends with, which the relay finds
+without parsing the answer (models/relay.py `on_usage`); answers without one (a stream asked for
+without `stream_options.include_usage`) count no tokens. Not counted yet: image pulls and builds.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -25,6 +27,7 @@ from dockyard.api.dependencies import Services, authenticate_operator, services
 from dockyard.domain.sessions import Session, SessionStatus
 from dockyard.gateway import tracing
 from dockyard.gateway.tracing import GatewayCall
+from dockyard.models import relay
 from dockyard.store.traces import SpanRecord, TraceWriter
 
 router = APIRouter()
@@ -46,6 +49,8 @@ class Metrics:
                                    ["project", "agent", "version"], registry=self.registry)
         self.spans = Counter("dockyard_spans_received", "Spans received over OTLP, by who sent them.", ["source"],
                              registry=self.registry)
+        self.tokens = Counter("dockyard_model_tokens", "Tokens model deployments reported in their answers' usage, "
+                              "by kind (input, output, total).", ["deployment", "kind"], registry=self.registry)
         self.registry.register(_StoreCollector(services))
 
     def call_finished(self, call: GatewayCall, seconds: float) -> None:
@@ -60,6 +65,25 @@ class Metrics:
 
     def cold_start(self, session: Session) -> None:
         self.cold_starts.labels(session.project, session.agent_name, session.version).inc()
+
+    def tokens_used(self, deployment: str, usage: Mapping[str, Any]) -> None:
+        """A usage object in either API's words: Responses' input/output_tokens, Chat's prompt/completion_tokens."""
+        counts = {"input": _tokens(usage, "input_tokens", "prompt_tokens"),
+                  "output": _tokens(usage, "output_tokens", "completion_tokens"),
+                  "total": _tokens(usage, "total_tokens")}
+        if counts["total"] is None and (counts["input"] is not None or counts["output"] is not None):
+            counts["total"] = (counts["input"] or 0) + (counts["output"] or 0)
+        for kind, count in counts.items():
+            if count:
+                self.tokens.labels(deployment, kind).inc(count)
+
+
+def _tokens(usage: Mapping[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = usage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
 
 
 class _StoreCollector(Collector):
@@ -89,6 +113,7 @@ def gateway_call_finished(services: Services, writer: TraceWriter | None) -> Cal
     assert services.metrics is not None
     counted = services.metrics
     tracing.on_cold_start(counted.cold_start)
+    relay.on_usage(counted.tokens_used)
 
     def count_and_trace(call: GatewayCall, end_ns: int) -> list[SpanRecord]:
         counted.call_finished(call, (end_ns - call.start_ns) / 1e9)

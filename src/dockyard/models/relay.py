@@ -19,13 +19,19 @@ What callers meet, and why:
   their own retry rules (openai retries 429 and 5xx, after Retry-After when given).
 - A stream that breaks off: the caller gets one last error event before the stream ends, in the
   shape its API uses (`api.errors.stream_error_event`), so no client mistakes a cut answer for a whole one.
+
+Tokens: answers are not parsed, but the usage object an answer ends with is cheap to find, and
+`on_usage` hands it to /metrics (api/metrics.py): in a whole JSON body, the last `"usage":{…}`; in a
+stream, the last one seen, looked for in each chunk plus the previous chunk's last 4 KiB (so a key cut
+between two chunks is still found), with nothing else kept. Escaped text in an answer (`\"usage\"`)
+never matches.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -51,6 +57,56 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriz
                "transfer-encoding", "upgrade", "content-length", "host", "server", "date", "set-cookie"}
 _WHOLE_BODY_BYTES = 1 << 20
 _ERROR_BODY_BYTES = 64 * 1024
+
+
+_USAGE_KEY = b'"usage"'
+_USAGE_WINDOW = 4096
+_DECODER = json.JSONDecoder()
+
+# Hook: (deployment, usage object) when an answer carried one; api/metrics.py counts the tokens.
+_on_usage: Callable[[str, Mapping[str, Any]], None] | None = None
+
+
+def on_usage(callback: Callable[[str, Mapping[str, Any]], None] | None) -> None:
+    global _on_usage
+    _on_usage = callback
+
+
+def _usage_at_end(data: bytes) -> dict[str, Any] | None:
+    """The object after the last `"usage":` in `data`, if it is one and ends within the next 4 KiB."""
+    at = data.rfind(_USAGE_KEY)
+    if at < 0:
+        return None
+    after = data[at + len(_USAGE_KEY):at + len(_USAGE_KEY) + _USAGE_WINDOW].decode(errors="ignore").lstrip()
+    if not after.startswith(":"):
+        return None
+    try:
+        value, _ = _DECODER.raw_decode(after[1:].lstrip())
+    except ValueError:  # cut off (the rest comes with the next chunk), or not JSON at all
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class _UsageWatch:
+    """The last usage object in a stream, found chunk by chunk without keeping the stream."""
+
+    def __init__(self) -> None:
+        self.carry = b""
+        self.usage: dict[str, Any] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        window = self.carry + chunk
+        if _USAGE_KEY in window:
+            self.usage = _usage_at_end(window) or self.usage
+        self.carry = window[-_USAGE_WINDOW:]
+
+
+def _report_usage(deployment: str, usage: Mapping[str, Any] | None) -> None:
+    if usage and _on_usage is not None:
+        try:
+            _on_usage(deployment, usage)
+        except Exception:  # counting must never break an answer
+            log.exception("counting a model answer's tokens failed")
 
 
 def model_timeout(read_seconds: float) -> aiohttp.ClientTimeout:
@@ -143,16 +199,23 @@ async def relay(client: aiohttp.ClientSession, upstream: Upstream, operation: Op
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("model answer broke off: %s: %r", url, exc, extra={"request_id": request_id})
             return unavailable(upstream, "its answer broke off", request_id)
+        if _on_usage is not None:
+            _report_usage(upstream.deployment, _usage_at_end(whole))
         return Response(whole, status_code=answer.status, headers=response_headers)
 
     async def body() -> AsyncIterator[bytes]:
         finished = False
         events = 0
+        usage = _UsageWatch() if _on_usage is not None else None
         try:
             async for chunk in answer.content.iter_any():
                 events += chunk.count(b"\n\n")
                 yield chunk
+                if usage is not None:
+                    usage.feed(chunk)
             finished = True
+            if usage is not None:
+                _report_usage(upstream.deployment, usage.usage)
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("model stream broke off: %s: %r", url, exc, extra={"request_id": request_id})
             # Sequence numbers count events from 0, so the events seen so far number the next one.
@@ -183,6 +246,8 @@ async def relay_translated(client: aiohttp.ClientSession, upstream: Upstream, ur
             return unavailable(upstream, "its answer broke off or was not JSON", request_id)
         finally:
             answer.release()
+        if isinstance(completion, dict):
+            _report_usage(upstream.deployment, completion.get("usage"))
         return JSONResponse(chat_to_response(completion, request), status_code=answer.status)
 
     events = ResponsesStream(request)
@@ -204,6 +269,7 @@ async def relay_translated(client: aiohttp.ClientSession, upstream: Upstream, ur
         finally:
             answer.release() if finished else answer.close()
         if finished and (chunks.done or events.finish_reason):
+            _report_usage(upstream.deployment, events.usage)
             yield events.finish()
         else:
             yield events.error(interrupted_message(upstream, request_id), MODEL_STREAM_INTERRUPTED)
