@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait as wait_for
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
 
+from dockyard.domain.admission import Admission, Decision, Sandbox, TooManySandboxes
 from dockyard.domain.agents import VersionError, VersionStatus
 from dockyard.domain.errors import (
     CONTAINER_RUNTIME_UNAVAILABLE,
@@ -29,7 +31,7 @@ from dockyard.domain.errors import (
     DockyardError,
 )
 from dockyard.domain.images import parse_image_reference
-from dockyard.domain.resources import cpu_cores, memory_bytes
+from dockyard.domain.resources import DEFAULT_CPU, DEFAULT_MEMORY, cpu_cores, memory_bytes
 from dockyard.domain.sessions import Session, SessionStatus
 from dockyard.runtime.base import (
     CodeWorkload,
@@ -83,8 +85,12 @@ class Reconciler:
         sessions: SessionStore | None = None,
         bundles: CodeBundles | None = None,
         code_image: str | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
+        # What sandboxes may start (dockyard.domain.admission); None admits everything.
+        self.admission = admission
+        self._waiting_for_room: set[str] = set()
         # Code-based versions' unpacked trees; `code_image` replaces the runtime's default base image.
         self.bundles = bundles
         self.code_image = code_image
@@ -249,7 +255,15 @@ class Reconciler:
             # ${{connections.…}} references, and a running container keeps what it started with (a
             # connection removed meanwhile fails the next start, not the sandbox that runs).
             try:
-                observed = self.runtime.ensure_running(self.workload(desired))
+                with self.admitted(self.sandbox_of(desired)):
+                    observed = self.runtime.ensure_running(self.workload(desired))
+                self._waiting_for_room.discard(desired.uid)
+            except TooManySandboxes as full:
+                # Not a failure: the version stays `creating` and a later pass starts it once there is room.
+                if desired.uid not in self._waiting_for_room:
+                    self._waiting_for_room.add(desired.uid)
+                    log.warning("%s:%s waits for room to start: %s", version.agent_name, version.version, full.message)
+                return
             except RuntimeFailure as failure:
                 self._fail(desired, failure.code, failure.message)
                 return
@@ -334,6 +348,46 @@ class Reconciler:
             return self._probe.get(f"{endpoint}/readiness").status_code == 200
         except httpx.HTTPError:
             return False
+
+    # -- admission ----------------------------------------------------------------------------------
+
+    def admitted(self, sandbox: Sandbox) -> AbstractContextManager[Decision | None]:
+        """Hold `sandbox`'s place in the budget while it starts; TooManySandboxes when it does not fit."""
+        if self.admission is None:
+            return nullcontext()
+        return self.admission.starting(sandbox, self.live_sandboxes)
+
+    def live_sandboxes(self) -> list[Sandbox]:
+        """The running sandboxes and the limits their versions state (a deleted version's, the defaults)."""
+        if self.runtime is None:
+            return []
+        running = [o for o in self.runtime.list() if o.running]
+        versions = {v.uid: v for v in self.store.desired_versions()}
+        sessions = {s.id: s for s in self.sessions.all()} if self.sessions is not None and any(
+            o.key.session for o in running) else {}
+        live = []
+        for observed in running:
+            desired = versions.get(observed.key.version_uid)
+            if desired is not None:
+                live.append(self.sandbox_of(desired, sessions.get(observed.key.session), observed.key.session,
+                                            started_at=observed.started_at))
+            else:
+                live.append(Sandbox((observed.key.version_uid, observed.key.session), ("", observed.agent_name),
+                                    memory_bytes(DEFAULT_MEMORY), cpu_cores(DEFAULT_CPU)))
+        return live
+
+    @staticmethod
+    def sandbox_of(desired: DesiredVersion, session: Session | None = None, session_id: str = "",
+                   started_at: float | None = None) -> Sandbox:
+        definition = desired.version.definition
+        last_used = max(session.last_accessed_at if session else 0.0, started_at or 0.0)
+        return Sandbox(
+            key=(desired.uid, session.id if session else session_id),
+            agent=(desired.project, desired.version.agent_name),
+            memory_bytes=memory_bytes(definition.memory), cpu_cores=cpu_cores(definition.cpu),
+            last_used=last_used,
+            release_due=last_used + session.idle_timeout_seconds if session is not None else None,
+        )
 
     # -- helpers ------------------------------------------------------------------------------------
 

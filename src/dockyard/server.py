@@ -23,6 +23,7 @@ from dockyard.api.app import create_app
 from dockyard.api.dependencies import Services
 from dockyard.api.identity import IDENTITY_PATH
 from dockyard.control_plane import ControlPlane
+from dockyard.domain.admission import Admission, Budget, budget_from, read_machine
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE
 from dockyard.gateway.sandboxes import Sandboxes
 from dockyard.home import Home
@@ -104,7 +105,8 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
     bundles = CodeBundles(home.code_dir)
     reconciler = Reconciler(store, registries, runtime, platform.for_version,
                             ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds),
-                            sessions=sessions, bundles=bundles, code_image=settings.code_image)
+                            sessions=sessions, bundles=bundles, code_image=settings.code_image,
+                            admission=Admission(admission_budget(settings)))
     control_plane = ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake,
                                  sessions=sessions, bundles=bundles)
     # Uploads cut off by a crash are partial files; bundles whose versions went while stopped are garbage.
@@ -126,6 +128,15 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         bundles=bundles,
         traces=TraceStore(home.root / "traces.db"),
     )
+
+
+def admission_budget(settings: Settings) -> Budget:
+    """The budget sandboxes' limits must fit in, from the machine and the settings; StartupError if misspelled."""
+    try:
+        return budget_from(read_machine(), settings.max_memory, settings.max_cpu, settings.max_sessions_per_agent,
+                           settings.on_full)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
 
 
 _IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
@@ -165,6 +176,12 @@ def bind(host: str, port: int, *, before_the_address_exists: bool = False) -> so
 def serve(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings.log_level))
     home = Home(settings.home).ensure()
+    budget = admission_budget(settings)  # a misspelt --max-memory stops here, before anything starts
+    log.info("admission: sandboxes' limits may add up to %s of %.1fGi memory and %s of %s cpu; %d live sessions "
+             "per agent; when full: %s", "unlimited" if budget.memory_bytes is None
+             else f"{budget.memory_bytes / 1024**3:.1f}Gi", budget.machine.memory_bytes / 1024**3,
+             "unlimited" if budget.cpu_cores is None else budget.cpu_cores, budget.machine.cpu_cores,
+             budget.sessions_per_agent, budget.on_full)
     sockets = [bind(settings.host, settings.port)]
     if settings.runtime not in ("auto", "containers", "process"):
         raise StartupError(f"--runtime {settings.runtime!r} is not one of auto, containers, process.")

@@ -56,3 +56,10 @@ class Settings:
     trace_retention_seconds: float = 7 * 24 * 3600
     trace_max_bytes: int = 256 * 1024 * 1024
     trace_prune_interval_seconds: float = 300.0
+    # Admission control (dockyard.domain.admission): what live sandboxes' limits may add up to (a share of the
+    # machine or an amount, or "none"), how many live sessions one agent may have, and what a session cold
+    # start that does not fit does: "reject" (429 TooManySandboxes) or "evict" (release the longest-idle session).
+    max_memory: str = "80%"
+    max_cpu: str = "none"
+    max_sessions_per_agent: int = 16
+    on_full: str = "reject"

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from dockyard.api import (
+    admission,
     agents,
     connections,
     deployments,
@@ -88,4 +89,5 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(telemetry.router)
     app.include_router(telemetry.project_router)
     app.include_router(metrics.router)
+    app.include_router(admission.router)
     return RequestIdMiddleware(TracingMiddleware(app, metrics.gateway_call_finished(services, writer)))

@@ -46,7 +46,8 @@ def stream_error_event(code: str, message: str, *, sequence_number: int = 0, cha
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DockyardError)
     async def _dockyard_error(_request: Request, exc: DockyardError) -> JSONResponse:
-        headers = None
+        # An error may carry headers of its own (TooManySandboxes: Retry-After).
+        headers: dict[str, str] | None = getattr(exc, "headers", None)
         if isinstance(exc, Unauthorized):
             description = exc.message.replace('"', "'")
             headers = {

@@ -72,6 +72,21 @@ def up(
         None, "--code-image", help="Image that containers run code-based versions on (default: "
         "docker.io/library/python:3.X-slim for the version's runtime).",
     ),
+    max_memory: str = typer.Option(
+        "80%", "--max-memory", help="What live sandboxes' memory limits may add up to: a share of the machine's "
+        "memory (or of dockyard's cgroup limit) such as 80%, an amount such as 6Gi, or none.",
+    ),
+    max_cpu: str = typer.Option(
+        "none", "--max-cpu", help="What live sandboxes' CPU limits may add up to: a share of the machine's cores "
+        "such as 100%, a number of cores such as 2, or none (the default: CPU is shared, never exhausted).",
+    ),
+    max_sessions_per_agent: int = typer.Option(
+        16, "--max-sessions-per-agent", help="Live session sandboxes one agent may have at once.",
+    ),
+    on_full: str = typer.Option(
+        "reject", "--on-full", help="A new session that does not fit: reject (429 TooManySandboxes with "
+        "Retry-After) or evict (release the longest-idle session of any agent, its state kept, to make room).",
+    ),
 ) -> None:
     """Start dockyard in the foreground and serve until Ctrl-C (or SIGTERM)."""
     from dockyard.server import StartupError, serve
@@ -79,6 +94,7 @@ def up(
     settings = Settings(
         home=home or default_home(), host=host, port=port, capability_host=capability_host, log_level=log_level,
         engine=engine, containers=not no_engine, local_model=local_model, runtime=runtime, code_image=code_image,
+        max_memory=max_memory, max_cpu=max_cpu, max_sessions_per_agent=max_sessions_per_agent, on_full=on_full,
     )
     try:
         serve(settings)

@@ -16,11 +16,13 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from dockyard.domain.admission import Sandbox
 from dockyard.domain.errors import DockyardError, NotFound
 from dockyard.domain.sessions import Session, SessionStatus, idle_timeout_from, validate_session_id
 from dockyard.gateway import tracing
@@ -264,17 +266,22 @@ class Sandboxes:
         with self._lock(session.id):
             observed = runtime.observe(key)
             cold = observed is None or not observed.running
-            # Mark the session in use before starting it, or the reconciler, seeing an idle session's
-            # container appear, would release it again while it boots.
-            self.sessions.touch(session.id)
-            self._touched[session.id] = time.monotonic()
+            # A cold start must fit in the budget first (429 TooManySandboxes, or room made by releasing
+            # the longest-idle sessions); its place is held until the runtime lists it.
+            with self._admitted(desired, session) if cold else nullcontext():
+                # Mark the session in use before starting it, or the reconciler, seeing an idle session's
+                # container appear, would release it again while it boots.
+                self.sessions.touch(session.id)
+                self._touched[session.id] = time.monotonic()
+                if cold:
+                    tracing.cold_start(session)
+                    try:
+                        observed = runtime.ensure_running(self.reconciler.workload(desired, session.id))
+                    except RuntimeFailure as failure:
+                        raise GatewayError(f"The session's sandbox could not start: {failure.message}",
+                                           code=failure.code) from None
             if cold:
-                tracing.cold_start(session)
-                try:
-                    observed = runtime.ensure_running(self.reconciler.workload(desired, session.id))
-                except RuntimeFailure as failure:
-                    raise GatewayError(f"The session's sandbox could not start: {failure.message}",
-                                       code=failure.code) from None
+                assert observed is not None
                 self._wait_until_ready(observed.endpoint)
                 # The idle clock starts when the sandbox can answer, not when it began to boot.
                 self.sessions.touch(session.id)
@@ -282,6 +289,27 @@ class Sandboxes:
         target = Target(session=session, version=desired, endpoint=observed.endpoint)
         self._warm[session.id] = (time.monotonic(), target)
         return target
+
+    @contextmanager
+    def _admitted(self, desired: DesiredVersion, session: Session) -> Iterator[None]:
+        with self.reconciler.admitted(self.reconciler.sandbox_of(desired, session)) as decision:
+            for victim in decision.evict if decision is not None else ():
+                self._evict(victim)
+            yield
+
+    def _evict(self, victim: Sandbox) -> None:
+        """Release another session's sandbox to make room, as an idle release does (its state is kept)."""
+        version_uid, session_id = victim.key
+        log.info("releasing session %s of %s to make room for a new sandbox (--on-full evict)", session_id,
+                 victim.agent[1])
+        self.forget(session_id)
+        try:
+            self.sessions.set_status(session_id, SessionStatus.IDLE)
+            if self.reconciler.runtime is not None:
+                self.reconciler.runtime.stop(WorkloadKey(version_uid, session_id))
+        finally:
+            if self.reconciler.admission is not None:
+                self.reconciler.admission.evicted(victim.key)
 
     def version_of(self, session: Session) -> DesiredVersion:
         """The version the session runs, as the store has it now; 404 once it is deleted."""
