@@ -67,7 +67,8 @@ def start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         subprocess.run(dockyard_command("down", "--home", str(server.home)), capture_output=True, timeout=60)
 
 
-def deploy(dockyard: DockyardProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+def deploy(dockyard: DockyardProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *names: str,
+           wait: bool = True) -> None:
     """Code-based versions of 1Gi each through the real SDK, waited for until active."""
     for name, value in dockyard.env().items():
         monkeypatch.setenv(name, value)
@@ -83,7 +84,7 @@ def deploy(dockyard: DockyardProcess, tmp_path: Path, monkeypatch: pytest.Monkey
             with archive.open("rb") as code:
                 created = sdk.agents.create_version_from_code(name, definition=definition, code=code)
             deadline = time.monotonic() + 120
-            while sdk.agents.get_version(agent_name=name, agent_version=created.version).status != "active":
+            while wait and sdk.agents.get_version(agent_name=name, agent_version=created.version).status != "active":
                 assert time.monotonic() < deadline, f"{name} did not become active"
                 time.sleep(0.2)
 
@@ -133,13 +134,27 @@ def test_the_budget_and_the_per_agent_cap_hold(start, tmp_path: Path,  # type: i
         assert budget["memory"] == {"used_bytes": 4 * GI, "budget_bytes": 4 * GI,
                                     "machine_bytes": budget["memory"]["machine_bytes"]}
         assert budget["sandboxes"] == 4 and budget["on_full"] == "reject" and budget["max_sessions_per_agent"] == 2
-        # Room again once a session goes: the refused one starts.
-        assert client.delete("/agents/alpha/endpoint/sessions/a1", params=V1).status_code in (200, 204)
-        deadline = time.monotonic() + 30
+        shown = subprocess.run(dockyard_command("status", "--home", str(dockyard.home)), capture_output=True,
+                               text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        assert "budget: 4 sandboxes; memory 4.0Gi of 4.0Gi" in shown.stdout
+        assert "2 live sessions per agent; when full: reject" in shown.stdout
+        # A new version that does not fit waits, `creating`, rather than failing.
+        deploy(dockyard, tmp_path, monkeypatch, "delta", wait=False)
+        time.sleep(5)  # two reconcile passes
+        assert client.get("/agents/delta/versions/1", params=V1).json()["status"] == "creating"
+        assert "delta:1 waits for room to start" in dockyard.logs()
+        # Room again once sessions go: the waiting version and the refused session start.
+        for session in ("a1", "a2"):
+            assert client.delete(f"/agents/alpha/endpoint/sessions/{session}", params=V1).status_code in (200, 204)
+        deadline = time.monotonic() + 60
         while (answer := ask(client, "beta", "b1")).status_code == 429:
             assert time.monotonic() < deadline, answer.text
             time.sleep(0.5)
         assert answer.status_code == 200, answer.text
+        while client.get("/agents/delta/versions/1", params=V1).json()["status"] != "active":
+            assert time.monotonic() < deadline, "delta never found room"
+            time.sleep(0.5)
         # Only the operator sees the budget.
         assert httpx.get(f"{dockyard.endpoint}/admission", params=V1,
                          verify=ssl.create_default_context(cafile=str(dockyard.home / "tls" / "ca.pem"))

@@ -53,6 +53,26 @@ def status_command(
         print_json({"agents": report})
         return
     stdout().print(_view(report))
+    budget = reader.budget()
+    if budget is not None and budget.get("enabled"):
+        stdout().print(_budget_line(budget), markup=False)
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    """What live sandboxes' limits hold of the admission budget (GET …/admission), in one line."""
+    memory, cpu = budget["memory"], budget["cpu"]
+
+    def gi(value: Any) -> str:
+        return "unlimited" if value is None else f"{value / 1024**3:.1f}Gi"
+
+    def cores(value: Any) -> str:
+        return "unlimited" if value is None else f"{value:g}"
+
+    return (f"budget: {budget['sandboxes']} sandboxes; "
+            f"memory {gi(memory['used_bytes'])} of {gi(memory['budget_bytes'])} "
+            f"(machine {gi(memory['machine_bytes'])}); "
+            f"cpu {cores(cpu['used'])} of {cores(cpu['budget'])} (machine {cores(cpu['machine'])}); "
+            f"{budget['max_sessions_per_agent']} live sessions per agent; when full: {budget['on_full']}")
 
 
 def _report(reader: _Reader, name: str | None) -> list[dict[str, Any]]:
@@ -110,6 +130,7 @@ class _Reader(Protocol):
     def agents(self) -> Iterable[Any]: ...
     def versions(self, name: str) -> Iterable[Any]: ...
     def sessions(self, name: str) -> Iterable[Any]: ...
+    def budget(self) -> dict[str, Any] | None: ...
 
 
 class _LocalReader:
@@ -132,6 +153,9 @@ class _LocalReader:
     def sessions(self, name: str) -> Iterator[dict[str, Any]]:
         return self.project.pages(f"/agents/{urllib.parse.quote(name, safe='')}/endpoint/sessions")
 
+    def budget(self) -> dict[str, Any] | None:
+        return dict(self.project.get("/admission", "reading the admission budget"))
+
 
 class _SdkReader:
     """Any project, through azure-ai-projects (its models read like the JSON they hold)."""
@@ -150,6 +174,9 @@ class _SdkReader:
 
     def sessions(self, name: str) -> Iterable[Any]:
         return self.client.agents.list_sessions(agent_name=name)
+
+    def budget(self) -> dict[str, Any] | None:
+        return None  # Foundry's capacity is Azure's business: it has no admission budget to show
 
 
 def _agent(reader: _Reader, name: str) -> dict[str, Any]:
