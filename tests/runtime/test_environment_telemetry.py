@@ -1,4 +1,4 @@
-"""The OTLP export a sandbox is given: to dockyard, with its own identity, unless its version names a collector."""
+"""The OTLP export a sandbox is given: to dockyard, with its own identity, even when its version names a collector."""
 
 from __future__ import annotations
 
@@ -33,14 +33,26 @@ def test_a_sandbox_exports_to_dockyard_with_its_own_identity() -> None:
     assert "OTEL_RESOURCE_ATTRIBUTES" not in PLATFORM.for_version(desired({}))
 
 
-def test_a_version_with_its_own_collector_keeps_it() -> None:
-    own = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_EXPORTER_OTLP_HEADERS": "api-key=k"}
+def test_a_version_with_its_own_collector_still_exports_to_dockyard_which_forwards() -> None:
+    own = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_EXPORTER_OTLP_HEADERS": "api-key=k",
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/collector-ca.pem"}
     environment = PLATFORM.for_version(desired(own), "s1")
-    assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
-    assert environment["OTEL_EXPORTER_OTLP_HEADERS"] == "api-key=k"
-    assert "OTEL_EXPORTER_OTLP_PROTOCOL" not in environment
-    traces_only = PLATFORM.for_version(desired({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}))
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in traces_only
+    assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://10.88.0.1:8443"
+    assert environment["OTEL_EXPORTER_OTLP_HEADERS"].startswith("x-identity-header=")
+    assert "api-key=k" not in environment.values()  # the collector's key stays with dockyard
+    assert environment["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert "OTEL_EXPORTER_OTLP_CERTIFICATE" not in environment  # it is for the collector, not dockyard
+
+
+def test_per_signal_settings_of_the_version_are_pointed_at_dockyard_too() -> None:
+    """The exporter prefers …_TRACES_ENDPOINT/_HEADERS over the general ones: left alone they would bypass dockyard."""
+    environment = PLATFORM.for_version(desired({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces",
+                                                "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "k=v",
+                                                "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "grpc"}))
+    assert environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "https://10.88.0.1:8443/v1/traces"
+    assert environment["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] == environment["OTEL_EXPORTER_OTLP_HEADERS"]
+    assert environment["OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"] == "http/protobuf"
+    assert "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" not in environment
 
 
 def test_resource_attributes_of_the_version_are_kept_and_extended() -> None:

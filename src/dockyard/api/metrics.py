@@ -51,6 +51,9 @@ class Metrics:
                              registry=self.registry)
         self.tokens = Counter("dockyard_model_tokens", "Tokens model deployments reported in their answers' usage, "
                               "by kind (input, output, total).", ["deployment", "kind"], registry=self.registry)
+        self.otlp_forwarded = Counter("dockyard_otlp_forwarded", "OTLP bodies forwarded to versions' own collectors, "
+                                      "by outcome (sent, failed, dropped).", ["signal", "outcome"],
+                                      registry=self.registry)
         self.registry.register(_StoreCollector(services))
 
     def call_finished(self, call: GatewayCall, seconds: float) -> None:

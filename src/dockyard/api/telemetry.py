@@ -9,7 +9,16 @@ Who may send: a sandbox, with its scoped identity (the `x-identity-header` value
 token it got with it), or the operator's token. A sandbox's spans are tagged with the agent and
 version its identity belongs to, whatever their attributes claim; session and response come from the
 attributes the adapter sets. Metrics and logs are accepted (so the adapter's exporters stay quiet) and
-discarded: dockyard's metrics are its own `/metrics`, and an agent's logs are its container's output.
+not kept: dockyard's metrics are its own `/metrics`, and an agent's logs are its container's output.
+
+A version that names its own collector (`OTEL_EXPORTER_OTLP_ENDPOINT`, or a per-signal `…_TRACES_ENDPOINT`,
+with `…_HEADERS`, in its environment variables) still exports to dockyard, and dockyard forwards each
+body it receives from that version's sandboxes (traces, metrics and logs), as received, to where an
+OTLP exporter with those variables would have sent it (`OtlpForwarder`). Off the request path: the
+receiver queues the body (dropped and counted when 1000, or 64 MiB, wait) and one thread posts them;
+`${{connections.…}}` references in the variables are resolved there, so a collector's key can live in a
+connection. Failures are counted and logged at most once a minute per collector, by its address
+without credentials or query.
 
 `GET /api/projects/{project}/traces[?agent&session_id&response_id&limit]` lists recent traces and
 `GET /api/projects/{project}/traces/{trace_id}` gives one trace's spans; both for the operator.
@@ -20,10 +29,18 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import logging
+import queue
 import re
+import threading
+import time
+import urllib.parse
 import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Depends, Request, Response
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
@@ -37,7 +54,10 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.api.dependencies import authenticate, authenticate_operator, project, read_body, services
 from dockyard.domain.errors import BadRequest, DockyardError, NotFound, Unauthorized
 from dockyard.identity.agents import AGENT_ROLE, agent_from_identity_header
+from dockyard.models.deployments import resolve_references
 from dockyard.store.traces import SpanRecord
+
+log = logging.getLogger("dockyard.telemetry")
 
 router = APIRouter()
 project_router = APIRouter(prefix="/api/projects/{project}", dependencies=[Depends(authenticate_operator)])
@@ -70,13 +90,21 @@ def _sender(request: Request) -> tuple[str, str | None]:
     return "operator", None
 
 
-async def _payload(request: Request) -> tuple[bytes, str]:
+@dataclass(frozen=True)
+class Payload:
+    data: bytes  # inflated
+    media: str
+    received: bytes  # as sent, for forwarding
+    encoding: str
+
+
+async def _payload(request: Request) -> Payload:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in (_PROTOBUF, _JSON):
         raise UnsupportedMediaType(f"OTLP over HTTP is sent as {_PROTOBUF} or {_JSON}, not {media or 'nothing'}.",
                                    code="UnsupportedMediaType")
     limit = services(request).settings.max_invocation_bytes
-    raw = await read_body(request, limit)
+    raw = received = await read_body(request, limit)
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding in ("gzip", "deflate"):
         try:
@@ -89,7 +117,7 @@ async def _payload(request: Request) -> tuple[bytes, str]:
     elif encoding not in ("", "identity"):
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; send gzip or none.",
                                    code="UnsupportedMediaType")
-    return raw, media
+    return Payload(raw, media, received, "" if encoding == "identity" else encoding)
 
 
 def _hex_ids_to_base64(document: Any) -> Any:
@@ -177,16 +205,34 @@ def span_records(message: ExportTraceServiceRequest, *, source: str, project: st
     return records
 
 
-def _version_of(request: Request, uid: str) -> tuple[str, str, str]:
-    """(project, agent, version) of a version uid, from the store; cached, since versions never change."""
-    cache: dict[str, tuple[str, str, str]] | None = getattr(request.app.state, "version_names", None)
+@dataclass(frozen=True)
+class Sender:
+    """A version uid's names, and the variables that name its own collector (references unresolved)."""
+
+    project: str = ""
+    agent: str = ""
+    version: str = ""
+    collector: Mapping[str, str] | None = None
+
+
+def collector_variables(environment: Mapping[str, str]) -> dict[str, str] | None:
+    chosen = {name: value for name, value in environment.items()
+              if name.startswith("OTEL_EXPORTER_OTLP_") and name.endswith(("_ENDPOINT", "_HEADERS"))}
+    return chosen if any(name.endswith("_ENDPOINT") and value for name, value in chosen.items()) else None
+
+
+def _version_of(request: Request, uid: str) -> Sender:
+    """What a version uid is, from the store; cached, since versions never change."""
+    cache: dict[str, Sender] | None = getattr(request.app.state, "otlp_senders", None)
     if cache is None:
-        cache = request.app.state.version_names = {}
+        cache = request.app.state.otlp_senders = {}
     if uid not in cache:
         for desired in services(request).control_plane.store.desired_versions():
-            cache[desired.uid] = (desired.project, desired.version.agent_name, desired.version.version)
+            variables = getattr(desired.version.definition, "environment_variables", None) or {}
+            cache[desired.uid] = Sender(desired.project, desired.version.agent_name, desired.version.version,
+                                        collector_variables(variables))
         # A uid no version has (deleted since its sandbox started) is remembered too: one scan, not one per export.
-        cache.setdefault(uid, ("", "", ""))
+        cache.setdefault(uid, Sender())
     return cache[uid]
 
 
@@ -197,29 +243,200 @@ def _answer(media: str, empty: bytes) -> Response:
 @router.post("/v1/traces")
 async def receive_traces(request: Request) -> Response:
     source, uid = _sender(request)
-    raw, media = await _payload(request)
-    message = decode_traces(raw, media)
+    payload = await _payload(request)
+    message = decode_traces(payload.data, payload.media)
     the = services(request)
-    project_name, agent, version = ("", "", "")
+    sender = Sender()
     if uid is not None:
-        project_name, agent, version = await run_in_threadpool(_version_of, request, uid)
-    records = span_records(message, source=source, project=project_name or the.settings.projects[0],
-                           agent=agent, version=version)
+        sender = await run_in_threadpool(_version_of, request, uid)
+    records = span_records(message, source=source, project=sender.project or the.settings.projects[0],
+                           agent=sender.agent, version=sender.version)
     if the.traces is not None and records:
         await run_in_threadpool(the.traces.add, records)
     if the.metrics is not None:
         the.metrics.spans.labels(source).inc(len(records))
-    return _answer(media, ExportTraceServiceResponse().SerializeToString())
+    if sender.collector:
+        _forwarder(request).submit(Export("traces", payload, sender))
+    return _answer(payload.media, ExportTraceServiceResponse().SerializeToString())
 
 
-async def _discard(request: Request) -> Response:
-    _sender(request)
-    _raw, media = await _payload(request)
-    return _answer(media, b"")  # an empty Export*ServiceResponse is zero bytes in protobuf
+async def _receive_and_forward(request: Request) -> Response:
+    """Metrics and logs: checked, forwarded to the sender's own collector if it names one, not kept."""
+    _source, uid = _sender(request)
+    payload = await _payload(request)
+    if uid is not None:
+        sender = await run_in_threadpool(_version_of, request, uid)
+        if sender.collector:
+            _forwarder(request).submit(Export(request.url.path.rsplit("/", 1)[-1], payload, sender))
+    return _answer(payload.media, b"")  # an empty Export*ServiceResponse is zero bytes in protobuf
 
 
-router.add_api_route("/v1/metrics", _discard, methods=["POST"])
-router.add_api_route("/v1/logs", _discard, methods=["POST"])
+router.add_api_route("/v1/metrics", _receive_and_forward, methods=["POST"])
+router.add_api_route("/v1/logs", _receive_and_forward, methods=["POST"])
+
+
+# ---- forwarding to a version's own collector ------------------------------------------------------------------
+
+FORWARD_QUEUE = 1000
+FORWARD_QUEUE_BYTES = 64 << 20
+FORWARD_TIMEOUT_SECONDS = 10.0
+_WARN_EVERY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Export:
+    signal: str  # "traces", "metrics" or "logs"
+    payload: Payload
+    sender: Sender
+
+
+def collector_target(variables: Mapping[str, str], signal: str) -> tuple[str, dict[str, str]] | None:
+    """Where an OTLP/HTTP exporter with these variables sends `signal`, and its headers (the exporter spec's
+    rules: a per-signal endpoint as it is, else the endpoint plus /v1/<signal>; per-signal headers first;
+    headers are `name=value` pairs separated by commas, percent-encoded)."""
+    upper = signal.upper()
+    url = variables.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT") or ""
+    if not url:
+        base = variables.get("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
+        if not base:
+            return None
+        url = f"{base.rstrip('/')}/v1/{signal}"
+    text = variables.get(f"OTEL_EXPORTER_OTLP_{upper}_HEADERS") or variables.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
+    headers = {}
+    for pair in text.split(","):
+        name, equals, value = pair.partition("=")
+        if equals and name.strip():
+            headers[urllib.parse.unquote(name.strip())] = urllib.parse.unquote(value.strip())
+    return url, headers
+
+
+def safe_address(url: str) -> str:
+    """A URL for the log: scheme, host, port and path; never user, password or query (where keys hide)."""
+    parts = urllib.parse.urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+# (project, the sender's collector variables) -> the same, `${{connections.…}}` resolved.
+Resolver = Callable[[str, Mapping[str, str]], Mapping[str, str]]
+
+
+class OtlpForwarder:
+    """Bodies queued by the receiver, posted by one thread to each sender's own collector."""
+
+    def __init__(self, resolve: Resolver, counted: Callable[[str, str], None] | None = None, *,
+                 max_queued: int = FORWARD_QUEUE, max_bytes: int = FORWARD_QUEUE_BYTES,
+                 timeout: float = FORWARD_TIMEOUT_SECONDS) -> None:
+        self.resolve = resolve
+        self.counted = counted or (lambda signal, outcome: None)
+        self.timeout = timeout
+        self._queue: queue.Queue[Export] = queue.Queue(maxsize=max_queued)
+        self.max_bytes = max_bytes
+        self._queued_bytes = 0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._warned: dict[str, tuple[float, int]] = {}  # address -> (when last warned, failures since)
+
+    def submit(self, export: Export) -> None:
+        """Never blocks: when this many wait, the body is dropped (counted, and logged now and then)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dockyard-otlp-forward", daemon=True)
+                self._thread.start()
+            size = len(export.payload.received)
+            fits = self._queued_bytes + size <= self.max_bytes
+            if fits:
+                self._queued_bytes += size
+        try:
+            if not fits:
+                raise queue.Full
+            self._queue.put_nowait(export)
+        except queue.Full:
+            if fits:
+                with self._lock:
+                    self._queued_bytes -= size
+            self.counted(export.signal, "dropped")
+            self._warn("queue", f"OTLP forwarding is too far behind ({self._queue.qsize()} bodies wait); dropping "
+                       f"{export.signal} of {export.sender.agent} {export.sender.version}")
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+            while True:
+                export = self._queue.get()
+                with self._lock:
+                    self._queued_bytes -= len(export.payload.received)
+                try:
+                    self._send(client, export)
+                except Exception:  # a forwarder that dies would queue forever: log, keep going
+                    log.exception("forwarding OTLP failed")
+                    self.counted(export.signal, "failed")
+
+    def _send(self, client: httpx.Client, export: Export) -> None:
+        sender = export.sender
+        try:
+            variables = self.resolve(sender.project, sender.collector or {})
+        except DockyardError as exc:
+            self.counted(export.signal, "failed")
+            self._warn(f"{sender.project}/{sender.agent}/{sender.version}", f"not forwarding OTLP of {sender.agent} "
+                       f"{sender.version}: its collector variables cannot be resolved ({exc.message})")
+            return
+        target = collector_target(variables, export.signal)
+        if target is None:
+            return  # a collector for traces only: its metrics and logs stay here
+        url, headers = target
+        address = safe_address(url)
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            self.counted(export.signal, "failed")
+            self._warn(address, f"not forwarding OTLP of {sender.agent} {sender.version}: its collector {address!r} "
+                       "is not an http(s) URL (dockyard forwards OTLP over HTTP)")
+            return
+        headers["content-type"] = export.payload.media
+        if export.payload.encoding:
+            headers["content-encoding"] = export.payload.encoding
+        try:
+            answer = client.post(url, content=export.payload.received, headers=headers)
+        except httpx.HTTPError as exc:
+            self.counted(export.signal, "failed")
+            self._warn(address, f"forwarding OTLP {export.signal} to {address} failed: {type(exc).__name__}")
+            return
+        if answer.status_code >= 300:
+            self.counted(export.signal, "failed")
+            self._warn(address, f"forwarding OTLP {export.signal} to {address} was answered {answer.status_code}")
+            return
+        self.counted(export.signal, "sent")
+
+    def _warn(self, key: str, message: str) -> None:
+        """At most once a minute per collector (one that is down would otherwise log every batch)."""
+        now = time.monotonic()
+        with self._lock:
+            last, failures = self._warned.get(key, (-_WARN_EVERY_SECONDS, 0))
+            if now - last < _WARN_EVERY_SECONDS:
+                self._warned[key] = (last, failures + 1)
+                return
+            self._warned[key] = (now, 0)
+        log.warning("%s%s", message, f" ({failures} more since the last warning)" if failures else "")
+
+
+def _forwarder(request: Request) -> OtlpForwarder:
+    forwarder: OtlpForwarder | None = getattr(request.app.state, "otlp_forwarder", None)
+    if forwarder is None:
+        the = services(request)
+        catalog = the.catalog
+
+        def resolve(project: str, variables: Mapping[str, str]) -> Mapping[str, str]:
+            if catalog is None:
+                return resolve_references(variables, _no_connections)
+            return resolve_references(variables, lambda name: catalog.connection(project, name))
+
+        metrics = the.metrics
+        counted = (lambda signal, outcome: metrics.otlp_forwarded.labels(signal, outcome).inc()) if metrics else None
+        forwarder = request.app.state.otlp_forwarder = OtlpForwarder(resolve, counted)
+    return forwarder
+
+
+def _no_connections(name: str) -> Any:
+    raise NotFound(f"Connection {name!r} cannot be read: this dockyard has no connections store.",
+                   code="ConnectionNotFound")
 
 
 # ---- reading -----------------------------------------------------------------------------------------------

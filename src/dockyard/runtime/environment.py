@@ -15,8 +15,10 @@ in Microsoft's adapters phones home ("statsbeat") unless APPLICATIONINSIGHTS_STA
 set, so dockyard sets it (a definition may still set it otherwise).
 
 Traces: the adapter exports OpenTelemetry to dockyard (`otlp_environment`, docs/observability.md), which
-also keeps its console exporters from dumping every record into the container's output. A version that
-names its own collector keeps it.
+also keeps its console exporters from dumping every record into the container's output. Always: a
+version that names its own collector (`OTEL_EXPORTER_OTLP_ENDPOINT` and friends) has dockyard forward
+what it receives there (api/telemetry.py), so both see the spans and its collector's headers stay in
+dockyard.
 
 `FOUNDRY_HOSTING_ENVIRONMENT` is deliberately not set yet: with it, Microsoft's responses adapter
 stores responses through the project's storage API, which dockyard does not serve so far. Without it,
@@ -74,6 +76,8 @@ class PlatformEnvironment:
             environment.update(otlp_environment(self.base_url, agent_identity_header(self.identity_secret,
                                                                                      desired.uid),
                                                 environment, session_id))
+            for name in COLLECTOR_FILES:
+                environment.pop(name, None)  # the version's collector's TLS files, not dockyard's
         return environment
 
     def _connection(self, project: str, name: str) -> ProjectConnection:
@@ -83,22 +87,31 @@ class PlatformEnvironment:
         return self.connections(project, name)
 
 
-# A version that names its own collector keeps it (docs/observability.md): dockyard then sees none of its spans.
-_OWN_COLLECTOR = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+SIGNALS = ("traces", "metrics", "logs")
+# Paths inside the sandbox for the version's own collector: dockyard forwards to it, the sandbox does not.
+COLLECTOR_FILES = tuple(f"OTEL_EXPORTER_OTLP{part}_{name}" for part in ("", *(f"_{s.upper()}" for s in SIGNALS))
+                        for name in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"))
 
 
 def otlp_environment(base_url: str, identity_header: str, environment: dict[str, str],
                      session_id: str) -> dict[str, str]:
     """OTLP export to dockyard (api/telemetry.py), as Microsoft's adapter reads it: the endpoint (it appends
     /v1/traces), http/protobuf, and the sandbox's identity as the exporter's header. Without an endpoint the
-    adapter dumps every span to the console instead, hundreds of lines per request."""
-    if any(environment.get(name) for name in _OWN_COLLECTOR):
-        return {}
+    adapter dumps every span to the console instead, hundreds of lines per request.
+
+    A version's own per-signal settings (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `…_HEADERS`, `…_PROTOCOL`) would
+    win over these in the exporter, so each one it sets is pointed at dockyard too; dockyard forwards to them."""
     exports = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": base_url,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_HEADERS": f"x-identity-header={identity_header}",
     }
+    for signal in SIGNALS:
+        prefix = f"OTEL_EXPORTER_OTLP_{signal.upper()}"
+        for name, value in ((f"{prefix}_ENDPOINT", f"{base_url}/v1/{signal}"), (f"{prefix}_PROTOCOL", "http/protobuf"),
+                            (f"{prefix}_HEADERS", exports["OTEL_EXPORTER_OTLP_HEADERS"])):
+            if name in environment:
+                exports[name] = value
     if session_id:
         # On every span's resource, so spans the adapter does not tag with the session still say it.
         own = environment.get("OTEL_RESOURCE_ATTRIBUTES", "")
