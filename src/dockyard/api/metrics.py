@@ -7,7 +7,8 @@ its own, so two apps in one process (tests) never share counts.
 
 Tokens per deployment come from the usage object a model's answer ends with, which the relay finds
 without parsing the answer (models/relay.py `on_usage`); answers without one (a stream asked for
-without `stream_options.include_usage`) count no tokens. Not counted yet: image pulls and builds.
+without `stream_options.include_usage`) count no tokens. Image pulls are counted by the containers
+runtime's hook (`runtime.containers.on_pull`). Not counted yet: builds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dockyard.domain.sessions import Session, SessionStatus
 from dockyard.gateway import tracing
 from dockyard.gateway.tracing import GatewayCall
 from dockyard.models import relay
+from dockyard.runtime import containers
 from dockyard.store.traces import SpanRecord, TraceWriter
 
 router = APIRouter()
@@ -54,6 +56,9 @@ class Metrics:
         self.otlp_forwarded = Counter("dockyard_otlp_forwarded", "OTLP bodies forwarded to versions' own collectors, "
                                       "by outcome (sent, failed, dropped).", ["signal", "outcome"],
                                       registry=self.registry)
+        self.pulls = Counter("dockyard_image_pulls", "Image pull attempts of the containers runtime, by outcome "
+                             "(pulled, failed); an image already present is not pulled.", ["outcome"],
+                             registry=self.registry)
         self.registry.register(_StoreCollector(services))
 
     def call_finished(self, call: GatewayCall, seconds: float) -> None:
@@ -117,6 +122,7 @@ def gateway_call_finished(services: Services, writer: TraceWriter | None) -> Cal
     counted = services.metrics
     tracing.on_cold_start(counted.cold_start)
     relay.on_usage(counted.tokens_used)
+    containers.on_pull(lambda outcome: counted.pulls.labels(outcome).inc())
 
     def count_and_trace(call: GatewayCall, end_ns: int) -> list[SpanRecord]:
         counted.call_finished(call, (end_ns - call.start_ns) / 1e9)

@@ -586,8 +586,10 @@ class ContainersRuntime:
                 time.sleep(self.pull_backoff_seconds * 2 ** (attempt - 1))
             try:
                 self._pull(workload.image, workload.credentials)
+                _pulled("pulled")
                 return
             except RuntimeFailure as failure:
+                _pulled("failed")
                 last = failure
                 log.info("pull of %s failed (attempt %d of %d): %s", workload.image, attempt + 1,
                          self.pull_attempts, failure.message)
@@ -705,6 +707,20 @@ def _explain(exc: Exception) -> str:
     if isinstance(exc, APIError) and exc.explanation:
         return str(exc.explanation)
     return str(exc)
+
+
+# Hook: each pull attempt's outcome, "pulled" or "failed" (api/metrics.py counts them).
+_on_pull: Callable[[str], None] | None = None
+
+
+def on_pull(callback: Callable[[str], None] | None) -> None:
+    global _on_pull
+    _on_pull = callback
+
+
+def _pulled(outcome: str) -> None:
+    if _on_pull is not None:
+        _on_pull(outcome)
 
 
 def _pull_failure(image: str, detail: str, credentials: RegistryCredentials | None) -> RuntimeFailure:

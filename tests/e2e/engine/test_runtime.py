@@ -136,13 +136,29 @@ def test_create_runs_the_image_with_its_limits_and_delete_removes_it(
     assert containers_of(engine, name) == []
 
 
-def test_missing_image_fails_with_invalid_container_image(client: AIProjectClient, registry: Registry) -> None:
+def test_missing_image_fails_with_invalid_container_image(client: AIProjectClient, registry: Registry,
+                                                          server: DockyardProcess) -> None:
     name = unique("missing")
+    failed_pulls = _pulls(server, "failed")
     created = client.agents.create_version(agent_name=name, definition=definition(f"{registry.host}/no-such-image:v1"))
     failed = wait_for_status(client, name, created.version, {"failed", "active"})
     assert failed.status == "failed"
     assert failed["error"]["code"] == "InvalidContainerImage"
     assert "no-such-image" in failed["error"]["message"]
+    assert _pulls(server, "failed") > failed_pulls  # /metrics counts each pull attempt
+
+
+def _pulls(server: DockyardProcess, outcome: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    env = server.env()
+    verify = ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])
+    token = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
+                      headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, verify=verify).json()["access_token"]
+    scraped = httpx.get(f"{server.url}/metrics", headers={"authorization": f"Bearer {token}"}, verify=verify)
+    assert scraped.status_code == 200, scraped.text
+    return sum(sample.value for family in text_string_to_metric_families(scraped.text) for sample in family.samples
+               if sample.name == "dockyard_image_pulls_total" and sample.labels.get("outcome") == outcome)
 
 
 def test_registry_credentials(client: AIProjectClient, server: DockyardProcess, images: dict[str, str],
