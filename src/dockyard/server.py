@@ -177,12 +177,12 @@ def serve(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings.log_level))
     home = Home(settings.home).ensure()
     budget = admission_budget(settings)  # a misspelt --max-memory stops here, before anything starts
+    sockets = [bind(settings.host, settings.port)]
     log.info("admission: sandboxes' limits may add up to %s of %.1fGi memory and %s of %s cpu; %d live sessions "
              "per agent; when full: %s", "unlimited" if budget.memory_bytes is None
              else f"{budget.memory_bytes / 1024**3:.1f}Gi", budget.machine.memory_bytes / 1024**3,
              "unlimited" if budget.cpu_cores is None else budget.cpu_cores, budget.machine.cpu_cores,
              budget.sessions_per_agent, budget.on_full)
-    sockets = [bind(settings.host, settings.port)]
     if settings.runtime not in ("auto", "containers", "process"):
         raise StartupError(f"--runtime {settings.runtime!r} is not one of auto, containers, process.")
     wants_engine = settings.containers and settings.runtime != "process"
