@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 
 import httpx
+import pytest
 from support.process import DockyardProcess, dockyard_command
 
 IMAGE = "myregistry.azurecr.io/my-agent:v1"
@@ -105,3 +106,26 @@ def test_watch_refuses_json(dockyard: DockyardProcess) -> None:
     result = subprocess.run(dockyard_command("status", "--watch", "--json"), capture_output=True, text=True,
                             timeout=60, env={**os.environ, "DOCKYARD_HOME": str(dockyard.home)})
     assert result.returncode == 2 and "--watch draws a table" in result.stderr
+
+
+def test_watch_shows_the_admission_budget_under_each_table(tmp_path_factory: pytest.TempPathFactory) -> None:
+    server = DockyardProcess(home=tmp_path_factory.mktemp("budget-home"), runtime="process",
+                             extra_args=("--max-memory", "4Gi")).start()
+    try:
+        process = subprocess.Popen(dockyard_command("status", "--watch", "--interval", "0.2"), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env={**os.environ, "DOCKYARD_HOME": str(server.home)})
+        assert process.stdout is not None
+        os.set_blocking(process.stdout.fileno(), False)
+
+        def read() -> bytes:
+            time.sleep(0.1)
+            return process.stdout.read() or b""  # type: ignore[union-attr]
+
+        try:
+            text = _read_until(read, lambda seen: seen.count("budget: 0 sandboxes; memory 0.0Gi of 4.0Gi") >= 2)
+        finally:
+            code = _stop(process)
+        assert code == 0
+        assert text.index("refreshed") < text.index("budget:")
+    finally:
+        server.stop()

@@ -90,14 +90,24 @@ def _watch(reader: _Reader, name: str | None, interval: float) -> None:
     try:
         if not console.is_terminal:
             while True:
-                console.print(_view(_report(reader, name), _refreshed(interval)))
+                console.print(_frame(reader, name, interval))
                 time.sleep(interval)
         with Live(console=console, auto_refresh=False) as live:
             while True:
-                live.update(_view(_report(reader, name), _refreshed(interval)), refresh=True)
+                live.update(_frame(reader, name, interval), refresh=True)
                 time.sleep(interval)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a watch ends: exit 0, the last table left on the screen
+
+
+def _frame(reader: _Reader, name: str | None, interval: float) -> RenderableType:
+    """One refresh: the table, and the budget line under it as `dockyard status` prints it."""
+    from rich.console import Group
+    from rich.text import Text
+
+    view = _view(_report(reader, name), _refreshed(interval))
+    budget = reader.budget()
+    return Group(view, Text(_budget_line(budget))) if budget is not None and budget.get("enabled") else view
 
 
 def _refreshed(interval: float) -> str:
