@@ -312,8 +312,11 @@ def collector_target(variables: Mapping[str, str], signal: str) -> tuple[str, di
 
 def safe_address(url: str) -> str:
     """A URL for the log: scheme, host, port and path; never user, password or query (where keys hide)."""
-    parts = urllib.parse.urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number
+        return "(an unparsable URL)"
     return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
@@ -367,8 +370,10 @@ class OtlpForwarder:
                     self._queued_bytes -= len(export.payload.received)
                 try:
                     self._send(client, export)
-                except Exception:  # a forwarder that dies would queue forever: log, keep going
-                    log.exception("forwarding OTLP failed")
+                # A forwarder that dies would queue forever: log (the type only, a message may quote a header), go on.
+                except Exception as exc:  # noqa: BLE001
+                    log.error("forwarding OTLP %s of %s %s failed: %s", export.signal, export.sender.agent,
+                              export.sender.version, type(exc).__name__)
                     self.counted(export.signal, "failed")
 
     def _send(self, client: httpx.Client, export: Export) -> None:
@@ -395,7 +400,7 @@ class OtlpForwarder:
             headers["content-encoding"] = export.payload.encoding
         try:
             answer = client.post(url, content=export.payload.received, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # never the message: it may quote the URL
             self.counted(export.signal, "failed")
             self._warn(address, f"forwarding OTLP {export.signal} to {address} failed: {type(exc).__name__}")
             return
