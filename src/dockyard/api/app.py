@@ -30,12 +30,13 @@ from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
 from dockyard.gateway.proxy import sandbox_client
 from dockyard.gateway.tracing import TracingMiddleware
+from dockyard.metrics import Metrics
 from dockyard.store.traces import TraceWriter
 
 
 def create_app(services: Services) -> ASGIApp:
     settings = services.settings
-    services.metrics = services.metrics or metrics.Metrics(services)
+    services.metrics = services.metrics or Metrics(services.sessions, services.control_plane.store)
     writer = None if services.traces is None else TraceWriter(
         services.traces, max_age_seconds=settings.trace_retention_seconds, max_bytes=settings.trace_max_bytes,
         prune_interval_seconds=settings.trace_prune_interval_seconds)

@@ -31,7 +31,7 @@ from dockyard.store.sessions import SessionStore
 from dockyard.store.traces import TraceStore
 
 if TYPE_CHECKING:
-    from dockyard.api.metrics import Metrics
+    from dockyard.metrics import Metrics
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Services:
     http: aiohttp.ClientSession | None = None
     # Code-based versions' zips and unpacked trees (dockyard.store.code_bundles).
     bundles: CodeBundles | None = None
-    # Spans (traces.db) and the Prometheus counters: see dockyard.api.telemetry and dockyard.api.metrics.
+    # Spans (traces.db) and the Prometheus counters: see dockyard.api.telemetry and dockyard.metrics.
     traces: TraceStore | None = None
     metrics: Metrics | None = None
 
