@@ -62,9 +62,12 @@ test: $(VENV)/.installed-dev $(MODEL_STAMP)
 	DOCKYARD_REQUIRE_ENGINE=$(REQUIRE_ENGINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff over code, tests and benchmarks; mypy over src/ (both configured in pyproject.toml). CI runs it.
+# Test modules need unique names: tests/ has no packages, and pytest refuses two test_x.py at collection.
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
+	@dupes=$$(find tests -name 'test_*.py' -printf '%f\n' | sort | uniq -d); \
+	if [ -n "$$dupes" ]; then echo "test modules with the same name (rename one): $$dupes"; exit 1; fi
 
 # Benchmarks need a container engine (podman) and print ratios against a direct baseline; the inference
 # bench needs the local model too.
