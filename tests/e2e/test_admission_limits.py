@@ -23,32 +23,8 @@ pytestmark = pytest.mark.e2e
 V1 = {"api-version": "v1"}
 GI = 1024**3
 
-# A Responses agent on the standard library alone that answers with the session it runs for.
-AGENT = b'''
-import json, os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.answer({"status": "ready"}) if self.path == "/readiness" else self.send_error(404)
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers["content-length"]))
-        text = "session " + str(self.headers.get("x-agent-session-id"))
-        self.answer({"id": "resp_1", "object": "response", "created_at": 0, "status": "completed", "model": "m",
-                     "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-                                 "content": [{"type": "output_text", "text": text, "annotations": []}]}]})
-
-    def answer(self, value):
-        data = json.dumps(value).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-'''
+# The standard-library agent; `/header x-agent-session-id` answers with the session it runs for.
+AGENT = (Path(__file__).parents[1] / "fixtures" / "code" / "stdlib-agent" / "main.py").read_bytes()
 
 
 @pytest.fixture
@@ -100,13 +76,13 @@ def operator(dockyard: DockyardProcess) -> httpx.Client:
 
 def ask(client: httpx.Client, agent: str, session: str) -> httpx.Response:
     return client.post(f"/agents/{agent}/endpoint/protocols/openai/responses", params=V1,
-                       json={"input": "hi", "agent_session_id": session})
+                       json={"input": "/header x-agent-session-id", "agent_session_id": session})
 
 
 def answered(client: httpx.Client, agent: str, session: str) -> None:
     answer = ask(client, agent, session)
     assert answer.status_code == 200, answer.text
-    assert answer.json()["output"][0]["content"][0]["text"] == f"session {session}"
+    assert answer.json()["output"][0]["content"][0]["text"] == f"header {session}"
 
 
 def status_of(client: httpx.Client, agent: str, session: str) -> str:

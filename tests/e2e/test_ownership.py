@@ -43,33 +43,9 @@ from dockyard.store.sessions import SessionStore
 
 pytestmark = pytest.mark.e2e
 
-# A Responses agent on the standard library alone, answering "user <x-agent-user-id>" (the header Microsoft's
-# adapter partitions a user's responses by), run by the process runtime: no container engine needed.
-USER_AGENT = b'''
-import json, os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.answer({"status": "ready"}) if self.path == "/readiness" else self.send_error(404)
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers["content-length"]))
-        text = "user " + str(self.headers.get("x-agent-user-id"))
-        self.answer({"id": "resp_1", "object": "response", "created_at": 0, "status": "completed", "model": "who",
-                     "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-                                 "content": [{"type": "output_text", "text": text, "annotations": []}]}]})
-
-    def answer(self, value):
-        data = json.dumps(value).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-'''
+# The standard-library agent; `/header x-agent-user-id` answers with the header Microsoft's adapter partitions
+# a user's responses by.
+USER_AGENT = (Path(__file__).parents[1] / "fixtures" / "code" / "stdlib-agent" / "main.py").read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -170,11 +146,12 @@ def test_another_callers_session_answers_as_a_missing_one(dockyard: DockyardProc
             time.sleep(0.2)
         openai = sdk.get_openai_client(agent_name="owned")
         # The sandbox's x-agent-user-id: the delegated end user, else the caller's own object id.
-        assert openai.responses.create(input="who", extra_headers={"x-ms-user-identity": "end-user-7"}
-                                       ).output_text == "user end-user-7"
+        who = "/header x-agent-user-id"
+        assert openai.responses.create(input=who, extra_headers={"x-ms-user-identity": "end-user-7"}
+                                       ).output_text == "header end-user-7"
         alice_oid = claims(token(dockyard, ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"]),
                                  client_id="alice"))["oid"]
-        assert openai.responses.create(input="who").output_text == f"user {alice_oid}"
+        assert openai.responses.create(input=who).output_text == f"header {alice_oid}"
     alice, bob, operator = http["alice"], http["bob"], http["operator"]
     made = alice.post("/agents/owned/endpoint/sessions", params=V1, json={"agent_session_id": "alices-session"})
     assert made.status_code == 201, made.text
