@@ -50,22 +50,29 @@ def dockyard(*args: str, cwd: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
-def time_dockyard(root: Path, name: str, registry: str, env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    steps: dict[str, float] = {}
+def time_steps(steps: tuple[tuple[str, tuple[str, ...], Path], ...],
+               env: dict[str, str]) -> tuple[float, dict[str, float]]:
+    """Run the CLI steps in order, timing each; the last (an invoke) must print the echo agent's answer."""
+    timings: dict[str, float] = {}
     started = time.perf_counter()
     mark = started
-    for step, args, cwd in (
+    out = ""
+    for step, args, cwd in steps:
+        out = dockyard(*args, cwd=cwd, env=env)
+        now = time.perf_counter()
+        timings[step] = round(now - mark, 3)
+        mark = now
+    assert out == "echo: hello\n", out
+    return time.perf_counter() - started, timings
+
+
+def time_dockyard(root: Path, name: str, registry: str, env: dict[str, str]) -> tuple[float, dict[str, float]]:
+    return time_steps((
         ("init", ("init", name, "--base-image", BASE_IMAGE, "--registry", registry), root),
         ("build", ("build",), root / name),
         ("deploy", ("deploy",), root / name),
         ("invoke", ("invoke", name, "hello"), root / name),
-    ):
-        out = dockyard(*args, cwd=cwd, env=env)
-        now = time.perf_counter()
-        steps[step] = round(now - mark, 3)
-        mark = now
-    assert out == "echo: hello\n", out
-    return time.perf_counter() - started, steps
+    ), env)
 
 
 def time_direct(root: Path, name: str) -> float:
@@ -102,20 +109,11 @@ CODE_RUNTIME = f"python_{sys.version_info.major}_{sys.version_info.minor}"
 
 
 def time_dockyard_code(root: Path, name: str, env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    steps: dict[str, float] = {}
-    started = time.perf_counter()
-    mark = started
-    for step, args, cwd in (
+    return time_steps((
         ("init", ("init", name, "--code", "--runtime", CODE_RUNTIME), root),
         ("deploy", ("deploy",), root / name),
         ("invoke", ("invoke", name, "hello"), root / name),
-    ):
-        out = dockyard(*args, cwd=cwd, env=env)
-        now = time.perf_counter()
-        steps[step] = round(now - mark, 3)
-        mark = now
-    assert out == "echo: hello\n", out
-    return time.perf_counter() - started, steps
+    ), env)
 
 
 def direct_venv(root: Path) -> Path:
