@@ -7,7 +7,7 @@ unauthenticated; an authenticated one with a bad api-version learns which versio
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -29,6 +29,7 @@ from dockyard.store.code_bundles import CodeBundles
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
 from dockyard.store.traces import TraceStore
+from dockyard.tools.base import ToolKind
 
 if TYPE_CHECKING:
     from dockyard.metrics import Metrics
@@ -61,6 +62,8 @@ class Services:
     # Spans (traces.db) and the Prometheus counters: see dockyard.api.telemetry and dockyard.metrics.
     traces: TraceStore | None = None
     metrics: Metrics | None = None
+    # The platform tools the Responses tool loop and toolboxes run (dockyard.tools.kinds), by `type`.
+    tool_kinds: dict[str, ToolKind] = field(default_factory=dict)
 
 
 def services(request: Request) -> Services:

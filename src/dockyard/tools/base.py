@@ -64,6 +64,9 @@ class ToolOutcome:
     model_output: str | None
     # Items to show before `item` (none usually).
     extra_items: list[dict[str, Any]] = field(default_factory=list)
+    # Annotations the loop puts on the final message's output_text (`file_citation`,
+    # `container_file_citation`), in OpenAI's shapes; the loop sets their `index`/`start_index`/`end_index`.
+    annotations: list[dict[str, Any]] = field(default_factory=list)
 
 
 class PlatformTool(Protocol):

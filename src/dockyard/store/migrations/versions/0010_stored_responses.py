@@ -1,0 +1,20 @@
+"""Responses and items stored for agents by the adapter's Foundry storage provider.
+
+Reserved for the helper building it: filled in with its tables (issue 11).
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
