@@ -146,3 +146,84 @@ class DeploymentRow(Base):
     capabilities: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     sku: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class FileRow(Base):
+    """An uploaded file (`/openai/v1/files`): its bytes live under `<home>/files`, named by its id."""
+
+    __tablename__ = "files"
+
+    # The integer key is the upload order that list paging walks; `id` is what callers see ("file-…").
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    owner_subject: Mapped[str] = mapped_column(String(300), nullable=False)
+    owner_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    filename: Mapped[str] = mapped_column(String(512), nullable=False)
+    purpose: Mapped[str] = mapped_column(String(32), nullable=False)
+    bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class VectorStoreRow(Base):
+    """A vector store (`/openai/v1/vector_stores`); its index lives under `<home>/vector_stores/<id>/`."""
+
+    __tablename__ = "vector_stores"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    owner_subject: Mapped[str] = mapped_column(String(300), nullable=False)
+    owner_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_active_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    expires_after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, nullable=False, default=dict)
+    # The embedding deployment its vectors came from: a search embeds the query with the same one.
+    embedding_deployment: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
+class VectorStoreFileRow(Base):
+    """A file attached to a vector store, with its ingestion status (in_progress → completed | failed)."""
+
+    __tablename__ = "vector_store_files"
+    __table_args__ = (UniqueConstraint("vector_store_id", "file_id", name="uq_vector_store_files_store_file"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vector_store_id: Mapped[str] = mapped_column(ForeignKey("vector_stores.id", ondelete="CASCADE"), nullable=False,
+                                                 index=True)
+    file_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    batch_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    usage_bytes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    chunking_strategy: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class VectorStoreFileBatchRow(Base):
+    """A file batch: several files attached at once, one status over theirs."""
+
+    __tablename__ = "vector_store_file_batches"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    vector_store_id: Mapped[str] = mapped_column(ForeignKey("vector_stores.id", ondelete="CASCADE"), nullable=False,
+                                                 index=True)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    cancelled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class VectorStoreChunkRow(Base):
+    """One chunk of a file in a vector store: its text; `id` is its key in the store's vector index."""
+
+    __tablename__ = "vector_store_chunks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vector_store_id: Mapped[str] = mapped_column(ForeignKey("vector_stores.id", ondelete="CASCADE"), nullable=False,
+                                                 index=True)
+    file_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
