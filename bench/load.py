@@ -8,11 +8,12 @@ Two parts, one dockyard driving the engine, the echo agent (Microsoft's response
    throughput for each path; the ratio gateway/direct.
 2. **Concurrent new sessions.** Batches of N new named sessions opened at once (`--sessions 4,8,16`; each
    sandbox asks for 1Gi, the least Foundry allows, so dockyard's default memory budget, 80% of the machine,
-   bounds N), each batch's time until every one answered, errors, then the batch's sessions deleted. The largest N with 0 errors
-   is what this machine sustains. Then the admission limit: an agent whose sandboxes ask for `--big-memory`
-   each, so dockyard's memory budget admits only a few, and `--past-limit` more sessions than that asked for at
-   once: the sessions inside the budget answer, the rest get 429 with Retry-After, and the budget holds
-   (the live sandboxes' memory never adds up past it, read from the operator's admission route).
+   bounds N), each batch's time until every one answered, errors, then the batch's sessions deleted. The
+   largest N with 0 errors is what this machine sustains. Then the admission limit: an agent whose sandboxes
+   ask for `--big-memory` each, so dockyard's memory budget admits only a few, and `--past-limit` more
+   sessions than that asked for at once: the sessions inside the budget answer, the rest get 429 with
+   Retry-After, and the budget holds (the live sandboxes' memory never adds up past it, read from the
+   operator's admission route).
 
     .venv/bin/python bench/load.py [--callers 64] [--seconds 10] [--rounds 2] [--sessions 4,8,16]
 
