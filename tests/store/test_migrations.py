@@ -29,7 +29,8 @@ def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
                                                         "response_routes", "invocation_routes", "model_connections",
                                                         "model_deployments", "alembic_version",
                                                         "files", "vector_stores", "vector_store_files",
-                                                        "vector_store_file_batches", "vector_store_chunks"}
+                                                        "vector_store_file_batches", "vector_store_chunks",
+                                                        "toolboxes", "toolbox_versions"}
 
 
 def test_an_empty_database_differs(tmp_path: Path) -> None:

@@ -227,3 +227,36 @@ class VectorStoreChunkRow(Base):
     file_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class ToolboxRow(Base):
+    """A toolbox: a name in a project whose versions each hold a list of tool entries (store/toolboxes.py)."""
+
+    __tablename__ = "toolboxes"
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_toolboxes_project_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The version its MCP endpoint serves; None: the latest.
+    default_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ToolboxVersionRow(Base):
+    """One immutable version of a toolbox: its tool entries (secrets in them sealed), description, metadata."""
+
+    __tablename__ = "toolbox_versions"
+    __table_args__ = (UniqueConstraint("toolbox_id", "number", name="uq_toolbox_versions_toolbox_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    toolbox_id: Mapped[int] = mapped_column(ForeignKey("toolboxes.id", ondelete="CASCADE"), nullable=False, index=True)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, nullable=False, default=dict)
+    tools: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    policies: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
