@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.domain.errors import BadRequest, Conflict, NotFound
@@ -160,7 +160,7 @@ class ToolboxStore(Repository):
         with self._read() as session:
             return self._toolbox(session, self._row(session, project, name))
 
-    def list(self, project: str) -> list[Toolbox]:
+    def toolboxes(self, project: str) -> list[Toolbox]:
         """Every toolbox of the project, oldest first (a project has few; callers page in memory)."""
         with self._read() as session:
             rows = session.scalars(select(ToolboxRow).where(ToolboxRow.project == project)
@@ -195,9 +195,8 @@ class ToolboxStore(Repository):
     def delete(self, project: str, name: str) -> None:
         with self._write() as session:
             toolbox = self._row(session, project, name)
-            for row in session.scalars(select(ToolboxVersionRow).where(ToolboxVersionRow.toolbox_id == toolbox.id)):
-                session.delete(row)
-            session.delete(toolbox)
+            session.execute(delete(ToolboxVersionRow).where(ToolboxVersionRow.toolbox_id == toolbox.id))
+            session.execute(delete(ToolboxRow).where(ToolboxRow.id == toolbox.id))
 
     def delete_version(self, project: str, name: str, version: str) -> None:
         """Removes one version; the toolbox goes with its last one. The default version cannot go while
@@ -211,9 +210,9 @@ class ToolboxStore(Repository):
                 raise Conflict(f"Version {version} is toolbox {name!r}'s default version. Make another version the "
                                "default first (update with default_version), or delete the whole toolbox.",
                                code="ToolboxDefaultVersion")
-            session.delete(row)
+            session.execute(delete(ToolboxVersionRow).where(ToolboxVersionRow.id == row.id))
             if remaining <= 1:
-                session.delete(toolbox)
+                session.execute(delete(ToolboxRow).where(ToolboxRow.id == toolbox.id))
 
     # -- rows ----------------------------------------------------------------------------------------------
 
@@ -221,19 +220,20 @@ class ToolboxStore(Repository):
         row = session.scalar(select(ToolboxRow).where(ToolboxRow.project == project, ToolboxRow.name == name))
         if row is None:
             raise toolbox_not_found(name)
-        return row  # type: ignore[no-any-return]
+        return row
 
-    def _version_row(self, session: Any, toolbox: ToolboxRow, number: int | None, shown: str | None) -> ToolboxVersionRow:
+    def _version_row(self, session: Any, toolbox: ToolboxRow, number: int | None,
+                     shown: str | None) -> ToolboxVersionRow:
         row = None if number is None else session.scalar(select(ToolboxVersionRow).where(
             ToolboxVersionRow.toolbox_id == toolbox.id, ToolboxVersionRow.number == number))
         if row is None:
             raise NotFound(f"Toolbox {toolbox.name!r} has no version {shown!r}; list them with "
                            f"GET …/toolboxes/{toolbox.name}/versions (or `dockyard toolbox show {toolbox.name}`).",
                            code="ToolboxVersionNotFound")
-        return row  # type: ignore[no-any-return]
+        return row
 
     def _latest_row(self, session: Any, toolbox: ToolboxRow) -> ToolboxVersionRow:
-        return session.scalar(select(ToolboxVersionRow).where(  # type: ignore[no-any-return]
+        return session.scalar(select(ToolboxVersionRow).where(
             ToolboxVersionRow.toolbox_id == toolbox.id).order_by(ToolboxVersionRow.number.desc()).limit(1))
 
     def _default_row(self, session: Any, toolbox: ToolboxRow) -> ToolboxVersionRow:
