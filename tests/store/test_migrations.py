@@ -27,7 +27,7 @@ def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
     assert schema_diff(engine) == []
     assert set(inspect(engine).get_table_names()) == {"agents", "agent_versions", "registry_connections", "sessions",
                                                         "response_routes", "invocation_routes", "model_connections",
-                                                        "model_deployments", "alembic_version",
+                                                        "model_deployments", "alembic_version", "tool_loop_responses",
                                                         "files", "vector_stores", "vector_store_files",
                                                         "vector_store_file_batches", "vector_store_chunks",
                                                         "toolboxes", "toolbox_versions"}

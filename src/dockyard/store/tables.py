@@ -260,3 +260,22 @@ class ToolboxVersionRow(Base):
     tools: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
     policies: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
+
+class ToolLoopResponseRow(Base):
+    """A Response the tool loop on the model endpoint made (dockyard.tools.loop), kept so that
+    `previous_response_id` continues it and its approval requests can be answered; its caller's only."""
+
+    __tablename__ = "tool_loop_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    owner_subject: Mapped[str] = mapped_column(String(300), nullable=False)
+    owner_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    # The Response as the caller got it (OpenAI's shape).
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # What the model saw and said, as model-level items (messages, function calls and their outputs):
+    # the prefix of a continuation's input.
+    transcript: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    # Approval requests waiting for an answer: their id -> the function call the model made.
+    pending: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
