@@ -22,6 +22,7 @@ import uvicorn
 from dockyard.api.app import create_app
 from dockyard.api.dependencies import Services
 from dockyard.api.identity import IDENTITY_PATH
+from dockyard.console.auth import ConsoleAuth
 from dockyard.control_plane import ControlPlane
 from dockyard.domain.admission import Admission, Budget, budget_from, read_machine
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE
@@ -237,6 +238,10 @@ def serve(settings: Settings) -> None:
         "dockyard serving %s; in another shell run: eval \"$(dockyard env --home %s)\"",
         url, home.root, extra={"home": str(home.root), "capability_host": settings.capability_host},
     )
+    # A one-time link: single use, 15 minutes, stored hashed; `dockyard console` makes more.
+    link_token, _expires = ConsoleAuth(home).mint_link_token()
+    log.info("console: %s/console/sign-in?token=%s (one-time link; `dockyard console` prints another)",
+             url, link_token)
     # uvicorn handles SIGINT/SIGTERM with a graceful shutdown, then re-raises the signal to whatever
     # handler was there before. Make that a no-op so a requested stop exits 0 rather than 130 or -15.
     for signum in (signal.SIGINT, signal.SIGTERM):

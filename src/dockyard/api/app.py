@@ -28,6 +28,7 @@ from dockyard.api import (
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
+from dockyard.console.routes import install as install_console
 from dockyard.gateway.proxy import sandbox_client
 from dockyard.gateway.tracing import TracingMiddleware
 from dockyard.metrics import Metrics
@@ -91,4 +92,6 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(telemetry.project_router)
     app.include_router(metrics.router)
     app.include_router(admission.router)
+    # The web console: pages at /console/ (and / redirects there), behind its own sign-in.
+    install_console(app)
     return RequestIdMiddleware(TracingMiddleware(app, metrics.gateway_call_finished(services, writer)))

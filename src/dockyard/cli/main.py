@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from dockyard.cli.cleanup import register as register_cleanup
+from dockyard.cli.console import console_command
 from dockyard.cli.models import register as register_models
 from dockyard.cli.traces import traces_command
 from dockyard.cli.validate import validate_command
@@ -32,6 +33,7 @@ register_workflow(app)
 register_models(app)
 register_cleanup(app)
 app.command("traces")(traces_command)
+app.command("console")(console_command)
 
 HomeOption = typer.Option(None, "--home", help="dockyard's home folder (default: $DOCKYARD_HOME or ~/.dockyard)")
 
