@@ -63,3 +63,9 @@ class Settings:
     max_cpu: str = "none"
     max_sessions_per_agent: int = 16
     on_full: str = "reject"
+    # The code_interpreter tool's limits per run (dockyard.tools.code_interpreter): wall clock, memory
+    # (a container's memory_limit overrides it), output kept (stdout+stderr), and the largest file written.
+    code_interpreter_timeout_seconds: float = 30.0
+    code_interpreter_memory_bytes: int = 512 * 1024 * 1024
+    code_interpreter_output_bytes: int = 64 * 1024
+    code_interpreter_file_bytes: int = 64 * 1024 * 1024

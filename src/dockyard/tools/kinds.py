@@ -15,6 +15,7 @@ from dockyard.models.catalog import Catalog
 from dockyard.runtime.engine import Engine
 from dockyard.settings import Settings
 from dockyard.tools.base import ToolKind
+from dockyard.tools.code_interpreter import CodeInterpreterKind
 
 
 @dataclass
@@ -29,4 +30,5 @@ class ToolDependencies:
 
 def build_tool_kinds(deps: ToolDependencies) -> dict[str, ToolKind]:
     kinds: dict[str, ToolKind] = {}
+    kinds[CodeInterpreterKind.type] = CodeInterpreterKind(deps)
     return kinds
