@@ -30,7 +30,8 @@ def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
                                                         "model_deployments", "alembic_version", "tool_loop_responses",
                                                         "files", "vector_stores", "vector_store_files",
                                                         "vector_store_file_batches", "vector_store_chunks",
-                                                        "toolboxes", "toolbox_versions"}
+                                                        "toolboxes", "toolbox_versions",
+                                                        "stored_responses", "stored_response_items"}
 
 
 def test_an_empty_database_differs(tmp_path: Path) -> None:

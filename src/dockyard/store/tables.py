@@ -261,6 +261,39 @@ class ToolboxVersionRow(Base):
     policies: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
+class StoredResponseRow(Base):
+    """A response Microsoft's adapter stored through the project's storage API (api/storage.py), and whose it is:
+    the agent and the caller its call id named. Kept as the adapter sent it; outlives sessions and versions."""
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    agent_name: Mapped[str] = mapped_column(String(63), nullable=False, index=True)
+    owner_subject: Mapped[str] = mapped_column(String(300), nullable=False)
+    owner_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # Items of earlier turns this one saw, by id (stored with the responses they came from).
+    history_item_ids: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class StoredResponseItemRow(Base):
+    """An input or output item of a stored response, in order; found by its id for history and references."""
+
+    __tablename__ = "stored_response_items"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    response_id: Mapped[str] = mapped_column(ForeignKey("stored_responses.id", ondelete="CASCADE"), nullable=False,
+                                             index=True)
+    role: Mapped[str] = mapped_column(String(8), nullable=False)  # "input" or "output"
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    item_id: Mapped[str] = mapped_column(String(256), nullable=False, index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+
 class ToolLoopResponseRow(Base):
     """A Response the tool loop on the model endpoint made (dockyard.tools.loop), kept so that
     `previous_response_id` continues it and its approval requests can be answered; its caller's only."""
