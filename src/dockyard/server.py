@@ -47,6 +47,7 @@ from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox
 from dockyard.store.sessions import SessionStore
+from dockyard.store.toolboxes import ToolboxStore
 from dockyard.store.traces import TraceStore
 from dockyard.tools.kinds import ToolDependencies, build_tool_kinds
 
@@ -131,6 +132,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         traces=TraceStore(home.root / "traces.db"),
         tool_kinds=build_tool_kinds(ToolDependencies(settings=settings, home=home, database=engine_db,
                                                      engine=engine, catalog=catalog)),
+        toolboxes=ToolboxStore(engine_db, secrets),
     )
 
 

@@ -24,6 +24,7 @@ from dockyard.api import (
     session_files,
     sessions,
     telemetry,
+    toolboxes,
 )
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
@@ -33,6 +34,7 @@ from dockyard.gateway.proxy import sandbox_client
 from dockyard.gateway.tracing import TracingMiddleware
 from dockyard.metrics import Metrics
 from dockyard.store.traces import TraceWriter
+from dockyard.tools.toolboxes import ToolboxServer
 
 
 def create_app(services: Services) -> ASGIApp:
@@ -41,6 +43,10 @@ def create_app(services: Services) -> ASGIApp:
     writer = None if services.traces is None else TraceWriter(
         services.traces, max_age_seconds=settings.trace_retention_seconds, max_bytes=settings.trace_max_bytes,
         prune_interval_seconds=settings.trace_prune_interval_seconds)
+
+    # Toolboxes' MCP server: one for every toolbox; its session manager runs as long as the app.
+    if services.toolboxes is not None:
+        services.toolbox_server = ToolboxServer(services.toolboxes, services.tool_kinds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -54,7 +60,11 @@ def create_app(services: Services) -> ASGIApp:
         if writer is not None:
             writer.start()
         try:
-            yield
+            if services.toolbox_server is not None:
+                async with services.toolbox_server.run():
+                    yield
+            else:
+                yield
         finally:
             if writer is not None:
                 await asyncio.to_thread(writer.close)
@@ -87,6 +97,8 @@ def create_app(services: Services) -> ASGIApp:
     # Deployments and connections share no path with the agent routes, so their place does not matter.
     app.include_router(deployments.router)
     app.include_router(connections.router)
+    app.include_router(toolboxes.router)
+    toolboxes.install_mcp_routes(app)
     # Telemetry: OTLP in at the root (where exporters append /v1/traces), traces out per project, /metrics.
     app.include_router(telemetry.router)
     app.include_router(telemetry.project_router)

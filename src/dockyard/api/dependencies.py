@@ -33,6 +33,8 @@ from dockyard.tools.base import ToolKind
 
 if TYPE_CHECKING:
     from dockyard.metrics import Metrics
+    from dockyard.store.toolboxes import ToolboxStore
+    from dockyard.tools.toolboxes import ToolboxServer
 
 
 @dataclass
@@ -64,6 +66,9 @@ class Services:
     metrics: Metrics | None = None
     # The platform tools the Responses tool loop and toolboxes run (dockyard.tools.kinds), by `type`.
     tool_kinds: dict[str, ToolKind] = field(default_factory=dict)
+    # Toolboxes (dockyard.store.toolboxes) and the MCP server that serves them (made by create_app).
+    toolboxes: ToolboxStore | None = None
+    toolbox_server: ToolboxServer | None = None
 
 
 def services(request: Request) -> Services:
