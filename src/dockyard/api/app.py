@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,20 +16,16 @@ from dockyard.api import (
     containers,
     deployments,
     endpoint,
-    files,
     identity,
     inference,
     invocations,
     logs,
     metrics,
-    openapi,
     responses,
     session_files,
     sessions,
-    storage,
     telemetry,
     toolboxes,
-    vector_stores,
 )
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
@@ -63,9 +58,6 @@ def create_app(services: Services) -> ASGIApp:
         if services.local_model is not None:
             services.local_model.start()
         services.http = sandbox_client(services.settings.invocation_timeout_seconds)
-        # Files a stop left half taken into vector stores are taken in again.
-        if services.vector_search is not None:
-            services.vector_search.resume()
         if writer is not None:
             writer.start()
         try:
@@ -83,14 +75,10 @@ def create_app(services: Services) -> ASGIApp:
                 services.reconciler.stop()
             if services.local_model is not None:
                 await asyncio.to_thread(services.local_model.stop)
-            if services.vector_search is not None:
-                await services.vector_search.close()
             await services.http.close()
 
-    # FastAPI's own /docs and /openapi.json are off (they would be open to anyone): dockyard's document is
-    # served to callers with a token (api/openapi.py), and app.openapi() answers that same document.
+    # No /docs or /openapi.json: every route needs a token, and the SDKs' own docs describe the API.
     app = FastAPI(title="dockyard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.openapi = functools.partial(openapi.document, app)  # type: ignore[method-assign]
     app.state.services = services
     install_error_handlers(app)
     app.include_router(identity.router)
@@ -105,9 +93,6 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(inference.root_router)
     # The code interpreter's containers and their files (container_file_citation), beside the model endpoint.
     app.include_router(containers.router)
-    # Files and vector stores (file_search) beside the model endpoint's paths.
-    app.include_router(files.project_router)
-    app.include_router(vector_stores.project_router)
     app.include_router(responses.root_router)
     app.include_router(invocations.router)
     app.include_router(agents.router)
@@ -117,14 +102,11 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(connections.router)
     app.include_router(toolboxes.router)
     toolboxes.install_mcp_routes(app)
-    # Response storage for the adapter inside sandboxes (FOUNDRY_HOSTING_ENVIRONMENT), under each project.
-    app.include_router(storage.router)
     # Telemetry: OTLP in at the root (where exporters append /v1/traces), traces out per project, /metrics.
     app.include_router(telemetry.router)
     app.include_router(telemetry.project_router)
     app.include_router(metrics.router)
     app.include_router(admission.router)
-    app.include_router(openapi.router)
     # The web console: pages at /console/ (and / redirects there), behind its own sign-in.
     install_console(app)
     return RequestIdMiddleware(TracingMiddleware(app, metrics.gateway_call_finished(services, writer)))
