@@ -32,6 +32,7 @@ from dockyard.identity.tls import ensure_tls
 from dockyard.identity.tokens import TokenAuthority
 from dockyard.logs import logging_config
 from dockyard.models.catalog import Catalog
+from dockyard.models.embeddings import Embedder
 from dockyard.models.local import LocalModel
 from dockyard.reconciler import Reconciler, ReconcilerSettings
 from dockyard.runtime.containers import ContainersRuntime
@@ -43,13 +44,16 @@ from dockyard.settings import Settings, base_url
 from dockyard.store.agents import AgentStore
 from dockyard.store.code_bundles import CodeBundles
 from dockyard.store.database import migrate, open_engine, sqlite_url
+from dockyard.store.files import FileStore
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox
 from dockyard.store.sessions import SessionStore
 from dockyard.store.toolboxes import ToolboxStore
 from dockyard.store.traces import TraceStore
+from dockyard.store.vector_stores import VectorStoreRepository
 from dockyard.tools.kinds import ToolDependencies, build_tool_kinds
+from dockyard.tools.vector_search import VectorSearch
 
 log = logging.getLogger("dockyard.server")
 
@@ -106,6 +110,14 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
                                    connections=catalog.connection)
     sessions = SessionStore(engine_db)
     bundles = CodeBundles(home.code_dir)
+    files = FileStore(engine_db, home.root / "files")
+    files.clear_incoming()
+    files.collect_orphans()
+    vector_search = VectorSearch(
+        VectorStoreRepository(engine_db, home.root / "vector_stores"), files,
+        {settings.embedding_deployment: Embedder(settings.embedding_deployment, catalog,
+                                                 home if settings.local_model else None)},
+        settings.embedding_deployment)
     reconciler = Reconciler(store, registries, runtime, platform.for_version,
                             ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds),
                             sessions=sessions, bundles=bundles, code_image=settings.code_image,
@@ -129,9 +141,12 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         local_model=local_model,
         catalog=catalog,
         bundles=bundles,
+        files=files,
+        vector_search=vector_search,
         traces=TraceStore(home.root / "traces.db"),
         tool_kinds=build_tool_kinds(ToolDependencies(settings=settings, home=home, database=engine_db,
-                                                     engine=engine, catalog=catalog)),
+                                                     engine=engine, catalog=catalog, files=files,
+                                                     vector_search=vector_search)),
         toolboxes=ToolboxStore(engine_db, secrets),
     )
 

@@ -39,6 +39,10 @@ class Settings:
     max_request_bytes: int = 1024 * 1024
     # Invocations carry conversations and inputs: larger, but still bounded.
     max_invocation_bytes: int = 16 * 1024 * 1024
+    # Uploads to /openai/v1/files (OpenAI's limit is 512 MB); past it a 413 as soon as it passes.
+    max_file_bytes: int = 512 * 1024 * 1024
+    # The deployment vector stores embed with; `local-embeddings` is dockyard's own (dockyard.models.embeddings).
+    embedding_deployment: str = "local-embeddings"
     invocation_timeout_seconds: float = 300.0
     log_level: str = "info"
     # Container engine: None finds one (DOCKER_HOST, the usual sockets, or podman's service, started).

@@ -16,6 +16,7 @@ from dockyard.api import (
     containers,
     deployments,
     endpoint,
+    files,
     identity,
     inference,
     invocations,
@@ -26,6 +27,7 @@ from dockyard.api import (
     sessions,
     telemetry,
     toolboxes,
+    vector_stores,
 )
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
@@ -58,6 +60,9 @@ def create_app(services: Services) -> ASGIApp:
         if services.local_model is not None:
             services.local_model.start()
         services.http = sandbox_client(services.settings.invocation_timeout_seconds)
+        # Files a stop left half taken into vector stores are taken in again.
+        if services.vector_search is not None:
+            services.vector_search.resume()
         if writer is not None:
             writer.start()
         try:
@@ -75,6 +80,8 @@ def create_app(services: Services) -> ASGIApp:
                 services.reconciler.stop()
             if services.local_model is not None:
                 await asyncio.to_thread(services.local_model.stop)
+            if services.vector_search is not None:
+                await services.vector_search.close()
             await services.http.close()
 
     # No /docs or /openapi.json: every route needs a token, and the SDKs' own docs describe the API.
@@ -91,6 +98,9 @@ def create_app(services: Services) -> ASGIApp:
     # The model endpoint: under each project, and Azure OpenAI's paths at the host's root too.
     app.include_router(inference.project_router)
     app.include_router(inference.root_router)
+    # Files and vector stores (file_search) beside the model endpoint's paths.
+    app.include_router(files.project_router)
+    app.include_router(vector_stores.project_router)
     # The code interpreter's containers and their files (container_file_citation), beside the model endpoint.
     app.include_router(containers.router)
     app.include_router(responses.root_router)

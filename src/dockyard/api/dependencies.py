@@ -26,10 +26,12 @@ from dockyard.reconciler import Reconciler
 from dockyard.runtime.base import Runtime
 from dockyard.settings import Settings
 from dockyard.store.code_bundles import CodeBundles
+from dockyard.store.files import FileStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
 from dockyard.store.traces import TraceStore
 from dockyard.tools.base import ToolKind
+from dockyard.tools.vector_search import VectorSearch
 
 if TYPE_CHECKING:
     from dockyard.metrics import Metrics
@@ -66,6 +68,9 @@ class Services:
     metrics: Metrics | None = None
     # The platform tools the Responses tool loop and toolboxes run (dockyard.tools.kinds), by `type`.
     tool_kinds: dict[str, ToolKind] = field(default_factory=dict)
+    # Uploaded files (/openai/v1/files) and vector stores with their ingestion and search (file_search).
+    files: FileStore | None = None
+    vector_search: VectorSearch | None = None
     # Toolboxes (dockyard.store.toolboxes) and the MCP server that serves them (made by create_app).
     toolboxes: ToolboxStore | None = None
     toolbox_server: ToolboxServer | None = None

@@ -89,6 +89,13 @@ def up(
         "reject", "--on-full", help="A new session that does not fit: reject (429 TooManySandboxes with "
         "Retry-After) or evict (release the longest-idle session of any agent, its state kept, to make room).",
     ),
+    max_file_bytes: int = typer.Option(
+        512 * 1024 * 1024, "--max-file-bytes", help="Largest upload to the Files API (/openai/v1/files).",
+    ),
+    embedding_deployment: str = typer.Option(
+        "local-embeddings", "--embedding-deployment", help="The deployment vector stores embed with "
+        "(default: local-embeddings, dockyard's own embedding server on the local model).",
+    ),
 ) -> None:
     """Start dockyard in the foreground and serve until Ctrl-C (or SIGTERM)."""
     from dockyard.server import StartupError, serve
@@ -97,6 +104,7 @@ def up(
         home=home or default_home(), host=host, port=port, capability_host=capability_host, log_level=log_level,
         engine=engine, containers=not no_engine, local_model=local_model, runtime=runtime, code_image=code_image,
         max_memory=max_memory, max_cpu=max_cpu, max_sessions_per_agent=max_sessions_per_agent, on_full=on_full,
+        max_file_bytes=max_file_bytes, embedding_deployment=embedding_deployment,
     )
     try:
         serve(settings)

@@ -150,6 +150,9 @@ class ServerOptions:
     health_failures: int = 3
     # Backoff between restarts doubles up to this; a run that stayed healthy a minute resets it.
     max_backoff_seconds: float = 30.0
+    # An embeddings server (file_search's vectors): `--embeddings --pooling mean`, batches as large as the
+    # context, since llama.cpp embeds each input in one batch.
+    embeddings: bool = False
 
 
 def _find_spec(name: str) -> bool:
@@ -228,12 +231,14 @@ def _exit_reason(code: int) -> str:
 class LocalModel:
     """llama.cpp's server with Gemma 3 270M, as a supervised child process. See the module docstring."""
 
-    def __init__(self, home: Home, *, host: str = "127.0.0.1", options: ServerOptions = ServerOptions()) -> None:
+    def __init__(self, home: Home, *, host: str = "127.0.0.1", options: ServerOptions = ServerOptions(),
+                 name: str = "local-model") -> None:
         self.home = home
         self.host = host
         self.options = options
+        self.name = name
         self.models_dir = home.root / "models"
-        self.log_path = home.root / "logs" / "local-model.log"
+        self.log_path = home.root / "logs" / f"{name}.log"
         self._missing = missing_packages()
         self._state = State.STOPPED if not self._missing else State.UNAVAILABLE
         self._model_file_name = "gemma-3-270m-q4_k_m.gguf"
@@ -358,7 +363,7 @@ class LocalModel:
         self._stopping.clear()
         self._state = State.PREPARING
         self._started_at = time.monotonic()
-        self._thread = threading.Thread(target=self._supervise, name="local-model", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -564,7 +569,8 @@ class LocalModel:
                 return target
             log.warning("local model file %s is damaged; assembling it again", target)
         began = time.monotonic()
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        # Per thread: the embedding server (models/embeddings.py) may assemble the same file beside the chat one.
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
             package.assemble(partial, overwrite=True)  # verifies the sha256 itself
             os.replace(partial, target)
@@ -606,6 +612,9 @@ class LocalModel:
             "--log-prefix",
         ]
         command += ["--threads", str(o.threads if o.threads is not None else default_threads())]
+        if o.embeddings:
+            batch = str(o.ctx_size)
+            command += ["--embeddings", "--pooling", "mean", "--batch-size", batch, "--ubatch-size", batch]
         return command
 
     def _environment(self) -> dict[str, str]:

@@ -16,10 +16,10 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import Engine, delete, select
 
@@ -87,6 +87,34 @@ def file_not_found(file_id: str) -> NotFound:
                     "`client.files.list()` shows the files you uploaded.", code="FileNotFound", param="file_id")
 
 
+class Incoming:
+    """A file arriving under `<root>/incoming`, counted against its limit as it is written."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.size = 0
+        self._out: BinaryIO | None = path.open("xb")
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            self.discard()
+            raise file_too_large(self.limit)
+        if self._out is None:
+            raise ValueError("the incoming file was closed")
+        self._out.write(data)
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
 class FileStore(Repository):
     def __init__(self, database: Engine, root: Path) -> None:
         super().__init__(database)
@@ -96,24 +124,33 @@ class FileStore(Repository):
     def _ensure(self) -> None:
         self._incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    def receive(self, limit: int) -> Incoming:
+        """A file about to arrive: write its bytes to it, then `commit` it (or `discard` it)."""
+        self._ensure()
+        return Incoming(self._incoming / secrets.token_hex(12), limit)
+
+    def commit(self, incoming: Incoming, project: str, owner: Owner, filename: str, purpose: str) -> StoredFile:
+        """Record a received file; the incoming bytes are moved in (or deleted when the record fails)."""
+        try:
+            incoming.close()
+            return self._record(project, owner, clean_filename(filename), check_purpose(purpose), incoming.path,
+                                incoming.size)
+        finally:
+            incoming.discard()
+
     async def save(self, project: str, owner: Owner, filename: str, purpose: str, chunks: AsyncIterator[bytes],
                    limit: int) -> StoredFile:
         """Receive a file as it streams in; FileTooLarge (413) as soon as it passes `limit` bytes."""
         check_purpose(purpose)
         filename = clean_filename(filename)
-        self._ensure()
-        tmp = self._incoming / secrets.token_hex(12)
-        size = 0
+        incoming = self.receive(limit)
         try:
-            with tmp.open("xb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > limit:
-                        raise file_too_large(limit)
-                    out.write(chunk)
-            return self._record(project, owner, filename, purpose, tmp, size)
-        finally:
-            tmp.unlink(missing_ok=True)
+            async for chunk in chunks:
+                incoming.write(chunk)
+        except BaseException:
+            incoming.discard()
+            raise
+        return self.commit(incoming, project, owner, filename, purpose)
 
     def save_path(self, project: str, owner: Owner, filename: str, purpose: str, source: Path) -> StoredFile:
         """Take a finished file in (a tool's output): moved when it can be, copied otherwise."""
@@ -150,6 +187,15 @@ class FileStore(Repository):
         if row is None or _owner(row) != owner:
             raise file_not_found(file_id)
         return _stored(row)
+
+    def names(self, file_ids: Iterable[str]) -> dict[str, str]:
+        """Filenames by id, for citing files a search found (the caller's access was checked on the store)."""
+        wanted = set(file_ids)
+        if not wanted:
+            return {}
+        with self._read() as session:
+            rows = session.execute(select(FileRow.id, FileRow.filename).where(FileRow.id.in_(wanted))).all()
+        return {file_id: filename for file_id, filename in rows}
 
     def path(self, stored: StoredFile) -> Path:
         return self.root / stored.id

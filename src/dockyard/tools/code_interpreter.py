@@ -32,6 +32,7 @@ from dockyard.runtime.code_sandboxes import (
     remove_leftovers,
 )
 from dockyard.runtime.python_runtimes import runtime_image
+from dockyard.store.files import StoredFile
 from dockyard.tools.base import FunctionSpec, ToolContext, ToolOutcome
 from dockyard.tools.code_containers import CodeContainer, ContainerFile, ContainerStore
 
@@ -106,26 +107,38 @@ class CodeInterpreterTool:
         self.file_ids = file_ids or []
         self.memory_limit = memory_limit
         self.container: CodeContainer | None = None
+        self.sources: list[StoredFile] = []
 
     async def prepare(self, ctx: ToolContext) -> list[dict[str, Any]]:
-        self.container = await asyncio.to_thread(self._container)
-        ctx.log(f"code_interpreter: container {self.container.id} ready ({len(self.container.files)} file(s))")
+        """Checks what the entry names (a container of the caller's, files of the caller's); the container
+        itself is made by the first run, so listing the tool (a toolbox's tools/list) makes nothing."""
+        await asyncio.to_thread(self._check)
         return []
 
-    def _container(self) -> CodeContainer:
+    def _check(self) -> None:
         store = self.kind.containers
         if self.container_id is not None:
-            return store.get(self.project, self.caller, self.container_id)
-        # The files first: a file id that is not the caller's fails the call before anything is made.
+            self.container = store.get(self.project, self.caller, self.container_id)
+            return
         files = self.kind.files
         if self.file_ids and files is None:
             raise BadRequest("This dockyard has no Files API to take container.file_ids from.",
                              code="InvalidContainer", param="tools.container.file_ids")
-        sources = [files.get(self.project, self.caller.owner, f) for f in self.file_ids] if files is not None else []
+        # A file id that is not the caller's fails the call (FileNotFound) before anything runs.
+        self.sources = [files.get(self.project, self.caller.owner, f) for f in self.file_ids] if files else []
+
+    def _container(self, ctx: ToolContext) -> CodeContainer:
+        if self.container is not None:
+            return self.container
+        self._check()
+        store = self.kind.containers
         container = store.create(self.project, self.caller.owner, memory_limit=self.memory_limit)
-        for stored in sources:
+        files = self.kind.files
+        for stored in self.sources:
             assert files is not None
             store.add_file(container, stored.filename, files.path(stored))
+        ctx.log(f"code_interpreter: container {container.id} made ({len(container.files)} file(s) copied in)")
+        self.container = container
         return container
 
     def functions(self) -> list[FunctionSpec]:
@@ -137,10 +150,7 @@ class CodeInterpreterTool:
         )]
 
     async def run(self, ctx: ToolContext, name: str, arguments: Mapping[str, Any], call_id: str) -> ToolOutcome:
-        if self.container is None:
-            await self.prepare(ctx)
-        assert self.container is not None
-        container = self.container
+        container = await asyncio.to_thread(self._container, ctx)
         code = arguments.get("code")
         item: dict[str, Any] = {"id": f"ci_{secrets.token_hex(24)}", "type": "code_interpreter_call",
                                 "status": "failed", "code": code if isinstance(code, str) else None,
@@ -204,7 +214,8 @@ def _outcome(item: dict[str, Any], container: CodeContainer, result: RunResult, 
     shown = logs if len(logs) <= MODEL_OUTPUT_CHARS else f"{logs[:half]}\n…\n{logs[-half:]}"
     lines = [shown.rstrip() or "(no output)"]
     if new_files:
-        lines.append("Files written: " + ", ".join(f"{DATA_PATH}/{f.path}" for f in new_files))
+        lines.append(f"Files written (container {container.id}): "
+                     + ", ".join(f"{DATA_PATH}/{f.path}" for f in new_files))
     if error is not None:
         lines.append(f"Error: {error}")
     annotations = [{"type": "container_file_citation", "container_id": container.id, "file_id": f.id,

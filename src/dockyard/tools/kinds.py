@@ -14,8 +14,11 @@ from dockyard.home import Home
 from dockyard.models.catalog import Catalog
 from dockyard.runtime.engine import Engine
 from dockyard.settings import Settings
+from dockyard.store.files import FileStore
 from dockyard.tools.base import ToolKind
 from dockyard.tools.code_interpreter import CodeInterpreterKind
+from dockyard.tools.file_search import FileSearchKind
+from dockyard.tools.vector_search import VectorSearch
 
 
 @dataclass
@@ -26,9 +29,13 @@ class ToolDependencies:
     # The container engine, when there is one: code interpreter sandboxes are containers then.
     engine: Engine | None
     catalog: Catalog | None
+    # Uploaded files (code_interpreter's container.file_ids) and vector stores (file_search).
+    files: FileStore | None = None
+    vector_search: VectorSearch | None = None
 
 
 def build_tool_kinds(deps: ToolDependencies) -> dict[str, ToolKind]:
     kinds: dict[str, ToolKind] = {}
     kinds[CodeInterpreterKind.type] = CodeInterpreterKind(deps)
+    kinds[FileSearchKind.type] = FileSearchKind(deps)
     return kinds

@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 
-def _owner() -> list[sa.Column]:
+def _owner() -> list[sa.Column[object]]:
     return [sa.Column("owner_subject", sa.String(300), nullable=False),
             sa.Column("owner_user", sa.String(256), nullable=True)]
 

@@ -1,0 +1,108 @@
+"""Embeddings for vector stores: from a project deployment, or from dockyard's own embedding server.
+
+A vector store embeds with the deployment `--embedding-deployment` names (`Settings.embedding_deployment`),
+resolved through the catalog exactly as `/openai/v1/embeddings` resolves it, and called on its upstream's
+`embeddings` operation with the same credentials. The default, `local-embeddings`, is a second llama.cpp
+server on the local model's GGUF in embeddings mode (mean pooling): llama.cpp serves one kind of work
+per server well, and the chat server's batch sizes stay as they are. It starts on the first file a vector
+store takes in, not with dockyard (most runs never embed), and is supervised like the chat server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from dockyard.domain.errors import DockyardError, ServiceUnavailable
+from dockyard.home import Home
+from dockyard.models.catalog import Catalog
+from dockyard.models.local import LocalModel, ServerOptions
+from dockyard.models.providers import EntraTokens, Operation, auth_headers, operation_url
+from dockyard.models.upstreams import Upstream
+
+LOCAL_EMBEDDINGS = "local-embeddings"
+# Inputs per request: llama.cpp embeds them one after another; remote providers take up to 2048.
+BATCH = 16
+# The embedding server's context: a chunk of 4096 "tokens" (16k characters) fits with room.
+_EMBEDDING_CTX = 8192
+
+
+class EmbeddingFailed(DockyardError):
+    status_code = 502
+    code = "EmbeddingFailed"
+
+
+class Embedder:
+    def __init__(self, deployment: str, catalog: Catalog | None, home: Home | None,
+                 timeout_seconds: float = 300.0) -> None:
+        self.deployment = deployment
+        self.catalog = catalog
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._entra = EntraTokens()
+        self._local: LocalModel | None = None
+        if deployment == LOCAL_EMBEDDINGS and home is not None:
+            self._local = LocalModel(home, name="local-embeddings",
+                                     options=ServerOptions(embeddings=True, ctx_size=_EMBEDDING_CTX, parallel=1))
+
+    async def embed(self, project: str, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in order."""
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), BATCH):
+            vectors.extend(await self._embed_batch(project, list(texts[start:start + BATCH])))
+        return vectors
+
+    async def _embed_batch(self, project: str, texts: list[str]) -> list[list[float]]:
+        url, headers, model = await self._target(project)
+        body: dict[str, Any] = {"input": texts, "encoding_format": "float"}
+        if model:
+            body["model"] = model
+        try:
+            async with aiohttp.ClientSession(timeout=self.timeout, trust_env=False) as http, \
+                    http.post(url, data=json.dumps(body), headers={"content-type": "application/json",
+                                                                    **headers}) as answer:
+                text = await answer.text()
+                if answer.status != 200:
+                    raise EmbeddingFailed(f"The embedding deployment {self.deployment!r} answered {answer.status}: "
+                                          f"{text[:300]}")
+                data = json.loads(text)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise EmbeddingFailed(f"The embedding deployment {self.deployment!r} did not answer "
+                                  f"({type(exc).__name__}: {exc}).") from None
+        items = sorted(data.get("data") or [], key=lambda item: item.get("index", 0))
+        vectors = [item.get("embedding") for item in items]
+        if len(vectors) != len(texts) or not all(isinstance(v, list) and v for v in vectors):
+            raise EmbeddingFailed(f"The embedding deployment {self.deployment!r} answered {len(vectors)} embeddings "
+                                  f"for {len(texts)} inputs.")
+        return vectors
+
+    async def _target(self, project: str) -> tuple[str, dict[str, str], str]:
+        if self.deployment == LOCAL_EMBEDDINGS:
+            if self._local is None:
+                raise ServiceUnavailable(f"Vector stores embed with {LOCAL_EMBEDDINGS!r}, dockyard's own embedding "
+                                         "server, which a dockyard started with --no-local-model does not run. Start "
+                                         "it without that flag, or name another deployment with "
+                                         "`dockyard up --embedding-deployment NAME`.", code="EmbeddingUnavailable")
+            if not self._local.available:
+                raise ServiceUnavailable(f"Vector stores embed with {LOCAL_EMBEDDINGS!r}, dockyard's own embedding "
+                                         f"server. {self._local.install_hint} Or name another deployment with "
+                                         "`dockyard up --embedding-deployment NAME`.", code="EmbeddingUnavailable")
+            self._local.start()  # at once when it already runs
+            base = await self._local.wait_ready(self.timeout.total or 300.0)
+            return f"{base}/embeddings", {"authorization": f"Bearer {self._local.api_key}"}, ""
+        if self.catalog is None:
+            raise ServiceUnavailable("This dockyard has no model deployments to embed with.",
+                                     code="EmbeddingUnavailable")
+        upstream: Upstream = await self.catalog.resolve_ready(project, self.deployment)
+        return (operation_url(upstream, Operation.EMBEDDINGS), await auth_headers(upstream, self._entra),
+                upstream.model)
+
+    def stop(self) -> None:
+        if self._local is not None:
+            self._local.stop()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.stop)
