@@ -49,6 +49,7 @@ from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox
 from dockyard.store.sessions import SessionStore
+from dockyard.store.stored_responses import StoredResponses
 from dockyard.store.toolboxes import ToolboxStore
 from dockyard.store.traces import TraceStore
 from dockyard.store.vector_stores import VectorStoreRepository
@@ -144,6 +145,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         files=files,
         vector_search=vector_search,
         traces=TraceStore(home.root / "traces.db"),
+        stored_responses=StoredResponses(engine_db),
         tool_kinds=build_tool_kinds(ToolDependencies(settings=settings, home=home, database=engine_db,
                                                      engine=engine, catalog=catalog, files=files,
                                                      vector_search=vector_search)),

@@ -16,6 +16,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -180,7 +181,9 @@ def test_another_callers_session_answers_as_a_missing_one(dockyard: DockyardProc
 
 
 def _request(headers: dict[str, str]) -> Request:
-    return Request({"type": "http", "method": "POST", "path": "/", "query_string": b"", "state": {},
+    # platform_headers signs the call id with the app's identity secret (dockyard.identity.call_ids).
+    app = SimpleNamespace(state=SimpleNamespace(services=SimpleNamespace(identity_secret="test-secret")))
+    return Request({"type": "http", "method": "POST", "path": "/", "query_string": b"", "state": {}, "app": app,
                     "headers": [(k.encode(), v.encode()) for k, v in headers.items()]})
 
 

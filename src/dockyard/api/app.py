@@ -25,6 +25,7 @@ from dockyard.api import (
     responses,
     session_files,
     sessions,
+    storage,
     telemetry,
     toolboxes,
     vector_stores,
@@ -110,6 +111,8 @@ def create_app(services: Services) -> ASGIApp:
     # Deployments and connections share no path with the agent routes, so their place does not matter.
     app.include_router(deployments.router)
     app.include_router(connections.router)
+    # Response storage for the adapter inside sandboxes (FOUNDRY_HOSTING_ENVIRONMENT), under each project.
+    app.include_router(storage.router)
     app.include_router(toolboxes.router)
     toolboxes.install_mcp_routes(app)
     # Telemetry: OTLP in at the root (where exporters append /v1/traces), traces out per project, /metrics.

@@ -29,6 +29,7 @@ from dockyard.store.code_bundles import CodeBundles
 from dockyard.store.files import FileStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
+from dockyard.store.stored_responses import StoredResponses
 from dockyard.store.traces import TraceStore
 from dockyard.tools.base import ToolKind
 from dockyard.tools.vector_search import VectorSearch
@@ -68,6 +69,8 @@ class Services:
     metrics: Metrics | None = None
     # The platform tools the Responses tool loop and toolboxes run (dockyard.tools.kinds), by `type`.
     tool_kinds: dict[str, ToolKind] = field(default_factory=dict)
+    # Responses agents keep through the project's storage API (api/storage.py), answered after their sandbox is gone.
+    stored_responses: StoredResponses | None = None
     # Uploaded files (/openai/v1/files) and vector stores with their ingestion and search (file_search).
     files: FileStore | None = None
     vector_search: VectorSearch | None = None

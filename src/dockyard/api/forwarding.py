@@ -9,13 +9,13 @@ from fastapi import Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import services
-from dockyard.api.request_ids import new_call_id
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest
 from dockyard.domain.sessions import Session
 from dockyard.gateway import tracing
 from dockyard.gateway.proxy import SandboxUnreachable, relay, unreachable
 from dockyard.gateway.sandboxes import Target
+from dockyard.identity.call_ids import CallScope, mint_call_id
 from dockyard.identity.ownership import Caller
 
 
@@ -29,13 +29,15 @@ def check_api_version(request: Request) -> None:
 
 def platform_headers(request: Request, session: Session, caller: Caller) -> dict[str, str]:
     """What Foundry tells a sandbox about each request (DESIGN.md §3); the user is the delegated end user
-    (`x-ms-user-identity`) when the caller names one, else the caller's object id."""
+    (`x-ms-user-identity`) when the caller names one, else the caller's object id. The call id says whose
+    call it is, for the sandbox's calls back to the project (dockyard.identity.call_ids)."""
+    call = CallScope(session.version_uid, session.project, session.agent_name, caller.owner)
     headers = {
         "content-type": request.headers.get("content-type", "application/json"),
         "accept": request.headers.get("accept", "*/*"),
         "x-agent-session-id": session.id,
         "x-agent-user-id": caller.end_user,
-        "x-agent-foundry-call-id": new_call_id(),
+        "x-agent-foundry-call-id": mint_call_id(services(request).identity_secret, call),
         "x-request-id": request.scope.get("state", {}).get("request_id", ""),
     }
     for name, value in request.headers.items():

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.api.dependencies import authenticate_caller, json_body, root_project, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
 from dockyard.api.inference import authenticate_inference, model_response
+from dockyard.api.storage import answer_from_store, stored_response_of
 from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.sessions import Session, validate_session_id
 from dockyard.identity.ownership import Caller, may_follow
@@ -73,7 +74,7 @@ async def create_response(request: Request, project: str, agent_name: str | None
         if not isinstance(previous, str):
             raise BadRequest("'previous_response_id' must be a string: the id of an earlier response.",
                              code="InvalidRequestBody", param="previous_response_id")
-        await _response_of(request, project, name, previous, caller)  # 404 unless the caller's, of this agent
+        await _continuable(request, project, name, previous, caller)  # 404 unless the caller's, of this agent
     session = await open_session(request, project, name, session_id, reference.get("version"), caller=caller)
     response_id = new_response_id()
     services(request).sandboxes.record_response(response_id, session.id, caller.owner)
@@ -86,12 +87,25 @@ async def follow_response(request: Request, project: str, response_id: str, suff
     """GET, DELETE, cancel and input_items of a response: routed to the sandbox that made it."""
     check_api_version(request)
     caller = authenticate_caller(request)
-    session = await _response_of(request, project, request.path_params.get("agent_name"), response_id, caller)
+    agent_name = request.path_params.get("agent_name")
+    try:
+        session = await _response_of(request, project, agent_name, response_id, caller)
+    except NotFound:
+        # Its session is gone (deleted, or its version): the adapter stored it in the project (api/storage.py).
+        return await answer_from_store(request, project, agent_name, response_id, caller, suffix)
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "api-version"])
     path = f"/responses/{response_id}{suffix}" + (f"?{query}" if query else "")
     content = await request.body() if request.method == "POST" else None
     headers = platform_headers(request, session, caller)
     return await relay_to_session(request, session, request.method, path, headers, content)
+
+
+async def _continuable(request: Request, project: str, agent_name: str, response_id: str, caller: Caller) -> None:
+    """`previous_response_id`: the caller's response of this agent, in a live session or in storage."""
+    try:
+        await _response_of(request, project, agent_name, response_id, caller)
+    except NotFound:
+        await stored_response_of(request, project, agent_name, response_id, caller)
 
 
 async def _response_of(request: Request, project: str, agent_name: str | None, response_id: str,
