@@ -41,7 +41,7 @@ function followLogs(view) {
   let lines = 0;
   const append = (text, kind) => {
     const line = document.createElement("span");
-    line.className = kind;
+    line.className = `line-${kind}`;
     line.textContent = text + "\n";
     view.appendChild(line);
     lines += 1;
