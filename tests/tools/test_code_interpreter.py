@@ -8,6 +8,7 @@ a plain run in the same container, which must still work: the tool (and dockyard
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 from collections.abc import Iterator
@@ -118,6 +119,15 @@ def test_computes_a_real_value_and_returns_the_file_it_wrote(kind: CodeInterpret
     assert later.annotations == []  # nothing new written
     assert any("exit 0" in line and "characters of code" in line for line in calls.lines)
     assert not any("454396537" in line for line in calls.lines)  # the log says what ran, not what it printed
+
+
+def test_a_png_written_is_an_image_output_too(calls: Calls) -> None:
+    png = (b"\x89PNG\r\n\x1a\n" + bytes(range(16))).hex()
+    outcome = calls.run(f"open('plot.png', 'wb').write(bytes.fromhex('{png}'))")
+    (image,) = outcome.item["outputs"]
+    assert image["type"] == "image"
+    assert base64.b64decode(image["url"].removeprefix("data:image/png;base64,")) == bytes.fromhex(png)
+    assert [a["filename"] for a in outcome.annotations] == ["plot.png"]
 
 
 def test_an_exception_is_a_failed_call_with_its_traceback(calls: Calls) -> None:

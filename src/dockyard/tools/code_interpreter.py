@@ -15,6 +15,7 @@ the memory limit (failed), the time limit (incomplete); the model reads what wen
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,8 @@ TYPE = "code_interpreter"
 MAX_CODE_CHARS = 100_000
 # What the model reads back of the output: small models have small contexts.
 MODEL_OUTPUT_CHARS = 4000
+# PNGs written by a run are shown as image outputs (data URLs) up to this size; bigger ones stay files.
+MAX_INLINE_IMAGE_BYTES = 512 * 1024
 # OpenAI's memory_limit values.
 MEMORY_LIMITS = {"1g": 1024**3, "4g": 4 * 1024**3, "16g": 16 * 1024**3, "64g": 64 * 1024**3}
 _DESCRIPTION = (
@@ -171,7 +174,21 @@ class CodeInterpreterTool:
                 + (", timed out" if result.timed_out else "") + (", out of memory" if result.out_of_memory else "")
                 + (f", sandbox error: {result.error}" if result.error else "")
                 + (f", {len(new_files)} file(s) written" if new_files else ""))
-        return _outcome(item, container, result, new_files, limits)
+        outcome = _outcome(item, container, result, new_files, limits)
+        images = await asyncio.to_thread(self._images, container, new_files)
+        item["outputs"] += [{"type": "image", "url": url} for url in images]
+        return outcome
+
+    def _images(self, container: CodeContainer, new_files: list[ContainerFile]) -> list[str]:
+        """PNGs the run wrote, as data URLs (OpenAI's image outputs), up to a size worth inlining."""
+        urls = []
+        for entry in new_files:
+            if entry.path.lower().endswith(".png") and entry.bytes <= MAX_INLINE_IMAGE_BYTES:
+                size, chunks = self.kind.containers.open_file(container, entry)
+                data = b"".join(chunks)
+                if size <= MAX_INLINE_IMAGE_BYTES and data.startswith(b"\x89PNG\r\n\x1a\n"):
+                    urls.append("data:image/png;base64," + base64.b64encode(data).decode())
+        return urls
 
     def _run_locked(self, container: CodeContainer, code: str,
                     limits: SandboxLimits) -> tuple[RunResult, list[ContainerFile]]:
