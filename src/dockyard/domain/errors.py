@@ -57,6 +57,14 @@ class ServiceUnavailable(DockyardError):
     code = "ServiceUnavailable"
 
 
+class InsufficientStorage(DockyardError):
+    """The disk that holds dockyard's home is full. 507, not 503: nothing gets better by itself, and clients
+    retry a 503 (azure-core three times, re-sending an upload's stream already read to its end)."""
+
+    status_code = 507
+    code = "InsufficientStorage"
+
+
 # Codes users meet in Foundry, named as Foundry names them (DESIGN.md §3).
 PROTOCOL_VERSION_NOT_SUPPORTED = "ProtocolVersionNotSupported"
 INVALID_CONTAINER_IMAGE = "InvalidContainerImage"

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.domain.errors import BadRequest, Conflict
+from dockyard.domain.errors import BadRequest, Conflict, InsufficientStorage
 from dockyard.domain.session_files import (
     InvalidSessionFilePath,
     SessionDirectoryNotEmpty,
@@ -83,14 +83,22 @@ def write(root: Path, path: SessionPath, content: BinaryIO, size: int) -> None:
             if exc.errno == errno.ELOOP:
                 raise _link_refused(path) from None
             raise
-        with open(fd, "wb") as out:
-            remaining = size
-            while remaining:
-                chunk = content.read(min(_CHUNK, remaining))
-                if not chunk:
-                    raise SessionFilesFailed("The upload ended before its declared size.")
-                out.write(chunk)
-                remaining -= len(chunk)
+        try:
+            with open(fd, "wb") as out:
+                remaining = size
+                while remaining:
+                    chunk = content.read(min(_CHUNK, remaining))
+                    if not chunk:
+                        raise SessionFilesFailed("The upload ended before its declared size.")
+                    out.write(chunk)
+                    remaining -= len(chunk)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            os.unlink(path.name, dir_fd=parent)  # no half-written file left to take what space there is
+            raise InsufficientStorage(
+                f"dockyard's home has no space left to write '{path.relative}'. Free some space on the disk that "
+                "holds it (or delete files the session no longer needs) and upload again.") from None
     finally:
         os.close(parent)
 

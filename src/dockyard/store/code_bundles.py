@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 from dockyard.domain import code_archives
 from dockyard.domain.code_archives import ArchiveEntry, UnpackBudget
-from dockyard.domain.errors import BadRequest, DockyardError, NotFound, ServiceUnavailable
+from dockyard.domain.errors import BadRequest, DockyardError, InsufficientStorage, NotFound, ServiceUnavailable
 
 _CHUNK = 1024 * 1024
 
@@ -65,9 +65,13 @@ class Incoming:
     def finish(self) -> str:
         """Close the file; its SHA-256 hex digest."""
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+            except OSError as exc:  # a full disk shows at the flush, not at the write that filled the buffer
+                self.discard()
+                raise _disk_error(exc) from None
         return self._sha.hexdigest()
 
     @property
@@ -77,7 +81,10 @@ class Incoming:
     def discard(self) -> None:
         """Delete what was received (a no-op once the bundle store has taken the file)."""
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the flush on close failed (a full disk): the file is closed all the same, and goes
         self.path.unlink(missing_ok=True)
 
 
@@ -298,11 +305,9 @@ def _remove(path: Path) -> None:
 
 def _disk_error(exc: OSError) -> DockyardError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ServiceUnavailable(
+        return InsufficientStorage(
             "dockyard's home has no space left for this code bundle. Free some space (dockyard prune, or delete "
-            "versions you no longer need) and upload again.",
-            code="InsufficientStorage",
-        )
+            "versions you no longer need) and upload again.")
     return ServiceUnavailable(f"dockyard could not write this code bundle: {exc.strerror or exc}.",
                               code="CodeStorageFailed")
 

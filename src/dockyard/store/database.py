@@ -19,7 +19,12 @@ from alembic.config import Config
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session
 
+from dockyard.domain.errors import InsufficientStorage
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
+
+# sqlite3's code for "database or disk is full".
+_SQLITE_FULL = 13
 
 # Execution option for transactions that only read: they begin deferred and never wait for writers.
 READONLY = "dockyard_readonly"
@@ -49,6 +54,16 @@ def open_engine(url: str) -> Engine:
     def _on_begin(connection: Any) -> None:
         readonly = connection.get_execution_options().get(READONLY, False)
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # A full disk is the operator's to fix, not a bug: answer it as such (SQLite rolls the write back, the
+        # database stays whole, and the same call succeeds once there is space again).
+        if getattr(context.original_exception, "sqlite_errorcode", None) == _SQLITE_FULL:
+            raise InsufficientStorage(
+                f"The disk that holds dockyard's database ({url.removeprefix('sqlite:///')}) is full, so nothing "
+                "could be saved. Free some space on it (dockyard prune, or delete versions and sessions you no "
+                "longer need) and try again.") from None
 
     return engine
 
