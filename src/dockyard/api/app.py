@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from dockyard.api import (
     invocations,
     logs,
     metrics,
+    openapi,
     responses,
     session_files,
     sessions,
@@ -85,8 +87,10 @@ def create_app(services: Services) -> ASGIApp:
                 await services.vector_search.close()
             await services.http.close()
 
-    # No /docs or /openapi.json: every route needs a token, and the SDKs' own docs describe the API.
+    # FastAPI's own /docs and /openapi.json are off (they would be open to anyone): dockyard's document is
+    # served to callers with a token (api/openapi.py), and app.openapi() answers that same document.
     app = FastAPI(title="dockyard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.openapi = functools.partial(openapi.document, app)  # type: ignore[method-assign]
     app.state.services = services
     install_error_handlers(app)
     app.include_router(identity.router)
@@ -120,6 +124,7 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(telemetry.project_router)
     app.include_router(metrics.router)
     app.include_router(admission.router)
+    app.include_router(openapi.router)
     # The web console: pages at /console/ (and / redirects there), behind its own sign-in.
     install_console(app)
     return RequestIdMiddleware(TracingMiddleware(app, metrics.gateway_call_finished(services, writer)))

@@ -20,6 +20,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import parse_json_object, project, services, wire_shape
+from dockyard.api.schemas import CreateVersionRequest, answers, validated
 from dockyard.domain import code_archives
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest, PayloadTooLarge
@@ -36,6 +37,13 @@ MAX_METADATA_BYTES = 1024 * 1024
 # Room for the parts' headers and boundaries around the two parts.
 _FRAMING_BYTES = 64 * 1024
 PARTS = ("metadata", "code")
+# The multipart create as the OpenAPI document shows it, beside the JSON one (api/agents.py).
+MULTIPART = {"multipart/form-data": {"schema": {
+    "type": "object", "required": list(PARTS),
+    "properties": {"metadata": {"type": "string", "description": "JSON: definition (with code_configuration), "
+                                "description, metadata (schemas.CreateVersionRequest)."},
+                   "code": {"type": "string", "format": "binary", "description": "The zip."}},
+}}}
 
 
 def is_multipart(request: Request) -> bool:
@@ -109,7 +117,8 @@ class _UploadForm:
             )
         assert self.metadata is not None and self.code is not None
         try:
-            metadata = parse_json_object(bytes(self.metadata), what="The 'metadata' part")
+            metadata = validated(CreateVersionRequest, parse_json_object(bytes(self.metadata),
+                                                                         what="The 'metadata' part"))
         except BadRequest:
             self.discard()
             raise
@@ -178,7 +187,7 @@ async def create_version_from_code(request: Request, project: str, agent_name: s
         code.discard()
 
 
-@router.get("/agents/{agent_name}/code:download")
+@router.get("/agents/{agent_name}/code:download", responses=answers(media_type="application/zip"))
 def download_code(
     request: Request, agent_name: str, _shape: WireShape = Depends(wire_shape), project: str = Depends(project),
     agent_version: str | None = Query(None),

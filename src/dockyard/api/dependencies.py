@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from fastapi import Request
+from fastapi import Query, Request
 
 from dockyard.control_plane import ControlPlane
 from dockyard.domain.definitions import WireShape
@@ -133,8 +133,8 @@ def caller_of(principal: Principal, user_identity: str | None) -> Caller:
     )
 
 
-def wire_shape(request: Request) -> WireShape:
-    api_version = request.query_params.get("api-version")
+def wire_shape(api_version: str | None = Query(None, alias="api-version")) -> WireShape:
+    # A parameter, so the OpenAPI document shows it (dockyard.api.openapi states it required, as it is here).
     supported = ", ".join(WireShape.supported())
     if not api_version:
         raise BadRequest(

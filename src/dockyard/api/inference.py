@@ -39,6 +39,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from dockyard.api.dependencies import json_body, root_project, services
+from dockyard.api.schemas import InferenceRequest, json_request, validated
 from dockyard.domain.errors import BadRequest, NotFound, Unauthorized
 from dockyard.identity.tokens import FOUNDRY_AUDIENCE, InvalidToken, Principal
 from dockyard.models.providers import EntraTokens, Operation, auth_headers, operation_url, rewrite_model
@@ -144,7 +145,7 @@ async def model_response(request: Request, project: str, body: dict[str, Any]) -
 async def _call(request: Request, project: str, operation: Operation, deployment: str | None = None) -> Response:
     authenticate_inference(request)
     _check_project(request, project)
-    body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
+    body = validated(InferenceRequest, await json_body(request, limit=services(request).settings.max_invocation_bytes))
     # The Azure OpenAI paths name the deployment; LangChain sends no `model` in the body then.
     upstream = await _resolve(request, project, deployment or body.get("model"))
     return await forward(request, upstream, operation, body)
@@ -172,6 +173,7 @@ async def get_model(request: Request, project: str, model: str) -> JSONResponse:
 # ---- routes -------------------------------------------------------------------------------------------
 
 _OPERATIONS = (Operation.CHAT_COMPLETIONS, Operation.COMPLETIONS, Operation.EMBEDDINGS)
+_BODY = json_request(InferenceRequest)
 # Deployment-path operations (Azure OpenAI's classic surface).
 _DEPLOYMENT_BASES = ("/openai/deployments/{deployment}", "/openai/v1/deployments/{deployment}")
 
@@ -207,8 +209,8 @@ async def _root_get_model(request: Request, model: str) -> JSONResponse:
 for _base in ("/openai/v1", "/openai"):
     for _operation in _OPERATIONS:
         _in_project, _at_root = _by_model(_operation)
-        project_router.add_api_route(f"{_base}/{_operation.value}", _in_project, methods=["POST"])
-        root_router.add_api_route(f"{_base}/{_operation.value}", _at_root, methods=["POST"])
+        project_router.add_api_route(f"{_base}/{_operation.value}", _in_project, methods=["POST"], openapi_extra=_BODY)
+        root_router.add_api_route(f"{_base}/{_operation.value}", _at_root, methods=["POST"], openapi_extra=_BODY)
     project_router.add_api_route(f"{_base}/models", list_models, methods=["GET"])
     project_router.add_api_route(f"{_base}/models/{{model}}", get_model, methods=["GET"])
     root_router.add_api_route(f"{_base}/models", _root_list_models, methods=["GET"])
@@ -216,5 +218,5 @@ for _base in ("/openai/v1", "/openai"):
 for _base in _DEPLOYMENT_BASES:
     for _operation in _OPERATIONS:
         _in_project, _at_root = _by_deployment(_operation)
-        project_router.add_api_route(f"{_base}/{_operation.value}", _in_project, methods=["POST"])
-        root_router.add_api_route(f"{_base}/{_operation.value}", _at_root, methods=["POST"])
+        project_router.add_api_route(f"{_base}/{_operation.value}", _in_project, methods=["POST"], openapi_extra=_BODY)
+        root_router.add_api_route(f"{_base}/{_operation.value}", _at_root, methods=["POST"], openapi_extra=_BODY)

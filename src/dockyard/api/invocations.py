@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_caller, read_body, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
+from dockyard.api.schemas import raw_request
 from dockyard.api.websocket_relay import relay_websocket
 from dockyard.domain.errors import NotFound
 from dockyard.domain.sessions import Session
@@ -36,7 +37,8 @@ def _sandbox_query(request: Request, session: Session) -> str:
     return urlencode(kept + [("agent_session_id", session.id)])
 
 
-@router.post(_BASE)
+@router.post(_BASE, openapi_extra=raw_request("*/*", "Any body: relayed as it is to the agent's POST /invocations.",
+                                                required=False))
 async def invoke(request: Request, project: str, agent_name: str) -> Response:
     """Relayed as it is to the sandbox's POST /invocations: any body, any answer, streaming included.
 
@@ -83,7 +85,8 @@ async def get_invocation(request: Request, project: str, agent_name: str, invoca
     return await _follow(request, project, agent_name, invocation_id, "")
 
 
-@router.post(f"{_BASE}/{{invocation_id}}/cancel")
+@router.post(f"{_BASE}/{{invocation_id}}/cancel",
+             openapi_extra=raw_request("*/*", "Relayed to the agent.", required=False))
 async def cancel_invocation(request: Request, project: str, agent_name: str, invocation_id: str) -> Response:
     return await _follow(request, project, agent_name, invocation_id, "/cancel")
 

@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_caller, authenticate_operator, project, services, wire_shape
+from dockyard.api.schemas import answers
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import Forbidden, NotFound
 from dockyard.identity.ownership import may_manage, owner_of
@@ -37,7 +38,9 @@ def _frame(stream: str, message: str) -> bytes:
     return f"event: log\ndata: {data}\n\n".encode()
 
 
-@router.get("/agents/{agent_name}/versions/{agent_version}/sessions/{session_id}:logstream")
+@router.get("/agents/{agent_name}/versions/{agent_version}/sessions/{session_id}:logstream",
+            responses=answers(media_type="text/event-stream",
+                              description="`event: log` frames until the client leaves."))
 async def log_stream(
     request: Request, agent_name: str, agent_version: str, session_id: str,
     _shape: WireShape = Depends(wire_shape), project: str = Depends(project),

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.api.dependencies import authenticate_caller, json_body, root_project, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
 from dockyard.api.inference import authenticate_inference, model_response
+from dockyard.api.schemas import CreateResponseRequest, json_request, validated
 from dockyard.api.storage import answer_from_store, stored_response_of
 from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.domain.sessions import Session, validate_session_id
@@ -48,13 +49,15 @@ async def create_response(request: Request, project: str, agent_name: str | None
         # Naming a model and no agent makes it a call to a model deployment (api/inference.py), which
         # takes any api-version an Azure OpenAI client sends and tokens for either audience.
         authenticate_inference(request)
-        body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
+        body = validated(CreateResponseRequest,
+                         await json_body(request, limit=services(request).settings.max_invocation_bytes))
         if body.get("model") and not (body.get("agent_reference") or body.get("agent")):
             return await model_response(request, project, body)
     check_api_version(request)
     caller = authenticate_caller(request)
     if body is None:
-        body = await json_body(request, limit=services(request).settings.max_invocation_bytes)
+        body = validated(CreateResponseRequest,
+                         await json_body(request, limit=services(request).settings.max_invocation_bytes))
     reference = body.get("agent_reference") or body.get("agent") or {}
     if not isinstance(reference, dict):
         raise BadRequest("'agent_reference' must be an object {\"type\": \"agent_reference\", \"name\": …}.",
@@ -122,7 +125,8 @@ async def _response_of(request: Request, project: str, agent_name: str | None, r
 
 
 for _base in _OPENAI_BASES:
-    router.add_api_route(f"{_base}/responses", create_response, methods=["POST"])
+    router.add_api_route(f"{_base}/responses", create_response, methods=["POST"],
+                         openapi_extra=json_request(CreateResponseRequest))
     router.add_api_route(f"{_base}/responses/{{response_id}}", follow_response, methods=["GET", "DELETE"])
 
     async def _cancel(request: Request, project: str, response_id: str) -> Response:
@@ -140,4 +144,5 @@ async def create_response_at_root(request: Request) -> Response:
 
 
 for _base in ("/openai/v1", "/openai"):
-    root_router.add_api_route(f"{_base}/responses", create_response_at_root, methods=["POST"])
+    root_router.add_api_route(f"{_base}/responses", create_response_at_root, methods=["POST"],
+                              openapi_extra=json_request(CreateResponseRequest))

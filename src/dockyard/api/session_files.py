@@ -9,14 +9,22 @@ memory whole (uploads are spooled to disk past 1 MiB, downloads streamed).
 from __future__ import annotations
 
 import tempfile
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_caller, project, services
+from dockyard.api.schemas import (
+    After,
+    Before,
+    SessionFileList,
+    SessionFileWritten,
+    answers,
+    raw_request,
+)
 from dockyard.domain.session_files import (
     SessionFileEntry,
     check_upload_size,
@@ -34,6 +42,11 @@ router = APIRouter(prefix="/api/projects/{project}/agents/{agent_name}/endpoint/
                    dependencies=[Depends(authenticate_caller)])
 
 _SPOOL_IN_MEMORY = 1024 * 1024
+# Paging by name, ascending by default (domain.session_files.page_of_entries checks the bounds).
+FileLimit = Annotated[int, Query(description="Entries per page, 1 to 100.",
+                                 json_schema_extra={"minimum": 1, "maximum": 100})]
+FileOrder = Annotated[str, Query(description="By name: 'asc' (default) or 'desc'.",
+                                 json_schema_extra={"enum": ["asc", "desc"]})]
 
 
 def _session_volume(request: Request, caller: Caller, project: str, agent_name: str,
@@ -62,7 +75,9 @@ def entry_to_wire(entry: SessionFileEntry, directory: str) -> dict[str, Any]:
     }
 
 
-@router.put("/files/content", status_code=201)
+@router.put("/files/content", status_code=201,
+            openapi_extra=raw_request("application/octet-stream", "The file's bytes."),
+            responses=answers(SessionFileWritten, status=201, description="Written"))
 async def upload(request: Request, agent_name: str, session_id: str, path: str | None = None,
                  project: str = Depends(project),
                  caller: Caller = Depends(authenticate_caller)) -> dict[str, Any]:
@@ -82,7 +97,7 @@ async def upload(request: Request, agent_name: str, session_id: str, path: str |
     return {"path": target.relative, "bytes_written": size}
 
 
-@router.get("/files/content")
+@router.get("/files/content", responses=answers(media_type="application/octet-stream"))
 async def download(request: Request, agent_name: str, session_id: str, path: str | None = None,
                    project: str = Depends(project),
                  caller: Caller = Depends(authenticate_caller)) -> Response:
@@ -95,9 +110,9 @@ async def download(request: Request, agent_name: str, session_id: str, path: str
                              headers=headers)
 
 
-@router.get("/files")
+@router.get("/files", responses=answers(SessionFileList))
 async def list_files(request: Request, agent_name: str, session_id: str, path: str | None = None,
-                     limit: int = 20, order: str = "asc", after: str | None = None, before: str | None = None,
+                     limit: FileLimit = 20, order: FileOrder = "asc", after: After = None, before: Before = None,
                      project: str = Depends(project),
                  caller: Caller = Depends(authenticate_caller)) -> dict[str, Any]:
     directory = parse_session_path(path, allow_root=True)
@@ -116,7 +131,7 @@ async def list_files(request: Request, agent_name: str, session_id: str, path: s
     }
 
 
-@router.delete("/files", status_code=204)
+@router.delete("/files", status_code=204, responses=answers(status=204, description="Deleted"))
 async def delete(request: Request, agent_name: str, session_id: str, path: str | None = None,
                  recursive: bool = False, project: str = Depends(project),
                  caller: Caller = Depends(authenticate_caller)) -> Response:

@@ -13,6 +13,16 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_caller, json_body, project, services
 from dockyard.api.forwarding import running_target
+from dockyard.api.schemas import (
+    After,
+    CreateSessionRequest,
+    Limit,
+    SessionList,
+    SessionObject,
+    answers,
+    json_request,
+    validated,
+)
 from dockyard.domain.errors import Conflict
 from dockyard.domain.paging import PageRequest
 from dockyard.domain.sessions import Session, new_session_id, validate_session_id
@@ -47,10 +57,12 @@ def _managed(request: Request, caller: Caller, project: str, agent_name: str, se
     return session
 
 
-@router.post("/endpoint/sessions", status_code=201)
+@router.post("/endpoint/sessions", status_code=201, openapi_extra=json_request(CreateSessionRequest, required=False),
+             responses=answers(SessionObject, status=201, description="Created"))
 async def create_session(request: Request, agent_name: str, project: str = Depends(project),
                          caller: Caller = Depends(authenticate_caller)) -> dict[str, Any]:
-    body = await json_body(request) if int(request.headers.get("content-length") or 0) else {}
+    body = (validated(CreateSessionRequest, await json_body(request))
+            if int(request.headers.get("content-length") or 0) else {})
     indicator = body.get("version_indicator") or {}
     pinned = indicator.get("agent_version") if isinstance(indicator, dict) else None
     sandboxes = services(request).sandboxes
@@ -68,9 +80,9 @@ async def create_session(request: Request, agent_name: str, project: str = Depen
                                                    target.session.id))
 
 
-@router.get("/endpoint/sessions")
+@router.get("/endpoint/sessions", responses=answers(SessionList))
 def list_sessions(request: Request, agent_name: str, project: str = Depends(project),
-                  after: str | None = None, limit: int | None = None,
+                  after: After = None, limit: Limit = None,
                   caller: Caller = Depends(authenticate_caller)) -> dict[str, Any]:
     limit = PageRequest.parse(limit, None, after, None).limit  # refused with 400 out of 1..100
     services(request).control_plane.get_agent(project, agent_name)
@@ -87,13 +99,13 @@ def list_sessions(request: Request, agent_name: str, project: str = Depends(proj
             "has_more": len(everything) > len(page)}
 
 
-@router.get("/endpoint/sessions/{session_id}")
+@router.get("/endpoint/sessions/{session_id}", responses=answers(SessionObject))
 def get_session(request: Request, agent_name: str, session_id: str, project: str = Depends(project),
                 caller: Caller = Depends(authenticate_caller)) -> dict[str, Any]:
     return session_to_wire(_managed(request, caller, project, agent_name, session_id))
 
 
-@router.delete("/endpoint/sessions/{session_id}", status_code=204)
+@router.delete("/endpoint/sessions/{session_id}", status_code=204, responses=answers(status=204, description="Deleted"))
 def delete_session(request: Request, agent_name: str, session_id: str, project: str = Depends(project),
                    caller: Caller = Depends(authenticate_caller)) -> Response:
     session = _managed(request, caller, project, agent_name, session_id)
@@ -101,7 +113,8 @@ def delete_session(request: Request, agent_name: str, session_id: str, project: 
     return Response(status_code=204)
 
 
-@router.post("/endpoint/sessions/{session_id}:stop", status_code=204)
+@router.post("/endpoint/sessions/{session_id}:stop", status_code=204,
+             responses=answers(status=204, description="Stopped"))
 def stop_session(request: Request, agent_name: str, session_id: str, project: str = Depends(project),
                  caller: Caller = Depends(authenticate_caller)) -> Response:
     session = _managed(request, caller, project, agent_name, session_id)
