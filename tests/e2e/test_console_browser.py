@@ -275,3 +275,22 @@ def test_state_changes_need_the_csrf_token(page: Any, server: DockyardProcess, c
     assert page.locator("#action-error").count() == 0
     rules = client.agents.get(agent_name=AGENT_NAME).as_dict()["agent_endpoint"]["version_selector"]
     assert rules["version_selection_rules"] == [{"type": "FixedRatio", "agent_version": "1", "traffic_percentage": 100}]
+
+
+def test_bad_input_is_a_clear_4xx(page: Any, server: DockyardProcess) -> None:
+    page.goto(f"{server.url}/console/")
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    request = page.request
+    chat = f"{server.url}/console/api/chat"
+    for body, param in (({"target": f"agent:{AGENT_NAME}"}, None), ({"target": "nothing", "input": "hi"}, "target"),
+                        ({"target": "model:local", "input": "hi", "max_output_tokens": 0}, "max_output_tokens")):
+        answer = request.post(chat, data=body, headers={"x-csrf-token": token})
+        assert answer.status == 400, body
+        assert answer.json()["error"]["code"] == "InvalidRequestBody" and answer.json()["error"].get("param") == param
+    # A page that fails is a page, with the API's code and message.
+    missing = page.goto(f"{server.url}/console/agents/no-such-agent")
+    assert missing is not None and missing.status == 404
+    assert "no-such-agent" in page.inner_text("#page-error")
+    assert page.goto(f"{server.url}/console/traces/not-a-trace-id").status == 400
+    assert page.goto(f"{server.url}/console/traces/{'0' * 31}1").status == 404
+    assert "No spans of this trace yet" in page.inner_text("#no-trace")

@@ -9,6 +9,7 @@ the JSON and stream endpoints answer 401. Every POST, PUT and DELETE also needs 
 
 from __future__ import annotations
 
+import inspect
 import json
 import mimetypes
 import secrets
@@ -30,7 +31,7 @@ from dockyard.console.auth import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, ConsoleA
 from dockyard.console.own_api import OwnApi, error_text
 from dockyard.console.waterfall import waterfall
 from dockyard.domain.agents import Agent, AgentVersion
-from dockyard.domain.errors import BadRequest, Forbidden, NotFound
+from dockyard.domain.errors import BadRequest, DockyardError, Forbidden, NotFound
 from dockyard.domain.paging import PageRequest
 from dockyard.domain.sessions import validate_session_id
 from dockyard.gateway.routing import selection_rules
@@ -83,6 +84,22 @@ def install(app: FastAPI) -> None:
     app.include_router(api_router)
     app.add_api_route("/", _root, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(SignInRequired, _sign_in_required)
+    # A page that fails (no such agent, a bad trace id) answers with a page; the API and the console's JSON
+    # endpoints keep the Azure error envelope.
+    api_errors = app.exception_handlers[DockyardError]
+
+    async def page_or_envelope(request: Request, exc: Exception) -> Response:
+        path = request.url.path
+        if (isinstance(exc, DockyardError) and request.method == "GET" and path.startswith("/console/")
+                and not path.startswith("/console/api/") and request.cookies.get(COOKIE_NAME)):
+            session = console(request).auth.session_from_cookie(request.cookies.get(COOKIE_NAME))
+            page = _page(request, "error.html", session, code=exc.code, message=exc.message)
+            page.status_code = exc.status_code
+            return page
+        answer = api_errors(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    app.add_exception_handler(DockyardError, page_or_envelope)
 
 
 def console(request: Request) -> Console:
