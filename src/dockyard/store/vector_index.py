@@ -18,9 +18,11 @@ import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from usearch.index import Index
+if TYPE_CHECKING:  # imported on first use: most dockyards never search, and numpy is slow to import
+    import numpy as np
+    from usearch.index import Index
 
 INDEX_FILE = "index.usearch"
 
@@ -42,6 +44,8 @@ class VectorIndex:
 
     def _load(self) -> Index | None:
         if not self._loaded:
+            from usearch.index import Index
+
             self._index = Index.restore(str(self.path)) if self.path.exists() else None
             self._loaded = True
         return self._index
@@ -49,6 +53,9 @@ class VectorIndex:
     def add(self, keys: Sequence[int], vectors: Sequence[Sequence[float]]) -> None:
         if not keys:
             return
+        import numpy as np
+        from usearch.index import Index
+
         array = _normalized(vectors)
         with self._lock:
             index = self._load()
@@ -60,6 +67,8 @@ class VectorIndex:
             self._save(index)
 
     def remove(self, keys: Sequence[int]) -> None:
+        import numpy as np
+
         with self._lock:
             index = self._load()
             if index is None or not keys:
@@ -103,6 +112,8 @@ class VectorIndex:
 
 
 def _normalized(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    import numpy as np
+
     array = np.asarray(vectors, dtype=np.float32)
     if array.ndim != 2 or array.shape[1] == 0 or not np.isfinite(array).all():
         raise ValueError("embeddings must be non-empty lists of finite numbers, all of one length")
