@@ -62,9 +62,10 @@ class Tally:
         return {
             "requests": len(self.latencies) + len(self.errors),
             "errors": len(self.errors),
-            "p50_ms": statistics.median(self.latencies) * ms,
-            "p99_ms": percentile(self.latencies, 0.99) * ms,
+            "p50_ms": statistics.median(self.latencies) * ms if self.latencies else float("nan"),
+            "p99_ms": percentile(self.latencies, 0.99) * ms if self.latencies else float("nan"),
             "rps": len(self.latencies) / self.seconds,
+            "first_errors": sorted(set(self.errors))[:5],
         }
 
 
@@ -106,10 +107,9 @@ async def load(direct: str, gateway: str, headers: dict[str, str], verify: ssl.S
     return {
         "direct": direct_figures,
         "gateway": gateway_figures,
-        "throughput_ratio": gateway_figures["rps"] / direct_figures["rps"],
+        "throughput_ratio": gateway_figures["rps"] / direct_figures["rps"] if direct_figures["rps"] else float("nan"),
         "added_p50_ms": gateway_figures["p50_ms"] - direct_figures["p50_ms"],
         "added_p99_ms": gateway_figures["p99_ms"] - direct_figures["p99_ms"],
-        "gateway_errors": (gateway_tally.errors[:5]),
     }
 
 
@@ -172,9 +172,9 @@ def deploy(project: Any, name: str, image: str, memory: str, cpu: str = "0.5") -
         cpu=cpu, memory=memory, container_configuration=ContainerConfiguration(image=image),
         protocol_versions=[ProtocolVersionRecord(protocol="responses", version="2.0.0")]))
     deadline = time.monotonic() + 180
-    while project.agents.get_version(agent_name=name, agent_version="1").status != "active":
+    while (version := project.agents.get_version(agent_name=name, agent_version="1")).status != "active":
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not become active")
+            raise RuntimeError(f"{name} did not become active: {version.status} {version.get('error')}")
         time.sleep(0.2)
 
 
@@ -217,6 +217,19 @@ def main() -> None:
                                      {"Authorization": f"Bearer {token}", "x-agent-session-id": session},
                                      verify, args.callers, args.seconds, args.rounds))
 
+        admission_url = f"{server.endpoint}/admission?api-version=v1"
+
+        async def settled(http: httpx.AsyncClient) -> None:
+            """Wait until deleted sessions' sandboxes are gone from the budget (two: the version's own and the
+            load session)."""
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                used = (await http.get(admission_url, headers={"Authorization": f"Bearer {token}"})).json()
+                if used["sandboxes"] <= 2:
+                    return
+                await asyncio.sleep(0.5)
+            raise RuntimeError(f"deleted sessions' sandboxes still count: {used}")
+
         async def sweep() -> list[dict[str, Any]]:
             batches = []
             sessions_url = f"{server.endpoint}/agents/load-echo/endpoint/sessions"
@@ -228,13 +241,13 @@ def main() -> None:
                     batch = {"sessions": size, **await open_sessions(http, gateway, token, names)}
                     batches.append(batch)
                     await delete_sessions(http, sessions_url, token, names)
+                    await settled(http)
             return batches
 
         batches = asyncio.run(sweep())
 
         print(f"admission: sandboxes of {args.big_memory} each…", flush=True)
         deploy(project, "load-big", image, args.big_memory)
-        admission_url = f"{server.endpoint}/admission?api-version=v1"
         admission = httpx.get(admission_url, headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=30)
         admission.raise_for_status()
         budget = admission.json()
