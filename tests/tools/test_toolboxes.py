@@ -159,14 +159,18 @@ def test_a_pinned_version_serves_its_own_tools(store: ToolboxStore, kinds: dict[
     assert anyio.run(run_session, pinned, Session(pinned, "kit", "1"), steps) == ["mcp__one__add"]
 
 
+def check(kinds: dict[str, ToolKind], tools: list[dict[str, Any]]) -> None:
+    anyio.run(check_entries, kinds, "default", CALLER, tools, print)
+
+
 def test_entries_are_checked_by_their_kind(kinds: dict[str, ToolKind]) -> None:
-    check_entries(kinds, "default", CALLER, [{"type": "mcp", "server_label": "ok", "server_url": "http://x/mcp",
-                                              "name": "n", "tool_configs": {"*": {"pin": True}}}])
+    check(kinds, [{"type": "mcp", "server_label": "ok", "server_url": "http://x/mcp", "name": "n",
+                   "tool_configs": {"*": {"pin": True}}}])
     with pytest.raises(BadRequest) as unknown:
-        check_entries(kinds, "default", CALLER, [{"type": "web_search"}])
+        check(kinds, [{"type": "web_search"}])
     assert unknown.value.code == "UnsupportedToolType" and unknown.value.param == "tools[0].type"
     with pytest.raises(BadRequest) as refused:
-        check_entries(kinds, "default", CALLER, [{"type": "mcp", "server_label": "bad label", "server_url": "x"}])
+        check(kinds, [{"type": "mcp", "server_label": "bad label", "server_url": "x"}])
     assert refused.value.message.startswith("tools[0]: An mcp tool needs 'server_label'")
 
 
@@ -176,3 +180,24 @@ def test_approval_of_reads_every_shape() -> None:
     assert approval_of({"require_approval": {"always": {"tool_names": ["a"]}, "never": ["b"]}}, "b") == "never"
     assert approval_of({"require_approval": {"always": {"tool_names": ["a"]}}}, "c") is None
     assert approval_of({}, "a") is None
+
+
+def test_resource_entries_act_as_the_versions_author(store: ToolboxStore, kinds: dict[str, ToolKind],
+                                                     mcp_server: McpTestServer) -> None:
+    """file_search reaches the vector stores its author named (a toolbox shares them); the rest act as the caller."""
+    from types import SimpleNamespace
+
+    from dockyard.identity.ownership import Owner
+    from dockyard.tools.file_search import FileSearchKind
+
+    kinds = {**kinds, "file_search": FileSearchKind(SimpleNamespace(vector_search=None))}  # type: ignore[arg-type]
+    author = Owner("user:alice")
+    version = store.create_version("default", "kit", [
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
+        {"type": "mcp", "server_label": "calc", "server_url": mcp_server.url}], author=author)
+    assert store.get_version("default", "kit").author == author
+    server = ToolboxServer(store, kinds)
+    call = Session(server, "kit").call
+    searching, calling = (server.bind_entry(call, version, i, entry) for i, entry in enumerate(version.tools))
+    assert searching.tool.caller == Caller(subject="user:alice", user=None, operator=False, oid="user:alice")
+    assert calling.tool is not None and calling.tool.approval.required("add") is False  # never gated in a toolbox

@@ -79,10 +79,10 @@ async def create_version(request: Request, name: str, project: str = Depends(pro
     validate_toolbox_name(name)
     tools, description, metadata, policies = validate_version_body(body)
     caller = caller_of(request.state.principal, request.headers.get(USER_IDENTITY_HEADER))
-    check_entries(services(request).tool_kinds, project, caller, tools)
+    await check_entries(services(request).tool_kinds, project, caller, tools, log.info)
     store = toolbox_store(request)
-    version = await run_in_threadpool(store.create_version, project, name, tools, description=description,
-                                      metadata=metadata, policies=policies)
+    version = await run_in_threadpool(lambda: store.create_version(
+        project, name, tools, description=description, metadata=metadata, policies=policies, author=caller.owner))
     log.info("toolbox %s version %s created with %d tool(s)", name, version.version, len(tools))
     return version.to_wire()
 

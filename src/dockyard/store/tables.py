@@ -259,6 +259,9 @@ class ToolboxVersionRow(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, nullable=False, default=dict)
     tools: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
     policies: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Who made the version: the vector stores (and other resources) its entries name are reached as them.
+    author_subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    author_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class StoredResponseRow(Base):

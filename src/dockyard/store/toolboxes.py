@@ -24,6 +24,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.domain.errors import BadRequest, Conflict, NotFound
+from dockyard.identity.ownership import Owner, owner_of
 from dockyard.store.database import Repository
 from dockyard.store.secrets import SecretBox
 from dockyard.store.tables import ToolboxRow, ToolboxVersionRow
@@ -45,6 +46,8 @@ class ToolboxVersion:
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     policies: dict[str, Any] | None = None
+    # Who made this version (None: unknown); see dockyard.tools.toolboxes on what acts as them.
+    author: Owner | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -127,8 +130,8 @@ class ToolboxStore(Repository):
         self._secrets = secrets
 
     def create_version(self, project: str, name: str, tools: list[dict[str, Any]], *, description: str | None = None,
-                       metadata: Mapping[str, str] | None = None,
-                       policies: Mapping[str, Any] | None = None) -> ToolboxVersion:
+                       metadata: Mapping[str, str] | None = None, policies: Mapping[str, Any] | None = None,
+                       author: Owner | None = None) -> ToolboxVersion:
         """A new version (the next number), making the toolbox on its first one."""
         validate_toolbox_name(name)
         now = int(time.time())
@@ -147,7 +150,9 @@ class ToolboxStore(Repository):
                     row = ToolboxVersionRow(toolbox_id=toolbox.id, number=toolbox.last_version, created_at=now,
                                             description=description, metadata_=dict(metadata or {}),
                                             tools=[self._sealed(entry) for entry in tools],
-                                            policies=dict(policies) if policies is not None else None)
+                                            policies=dict(policies) if policies is not None else None,
+                                            author_subject=author.subject if author else None,
+                                            author_user=author.user if author else None)
                     session.add(row)
                     session.flush()
                     return self._version(name, row)
@@ -250,7 +255,8 @@ class ToolboxStore(Repository):
     def _version(self, name: str, row: ToolboxVersionRow) -> ToolboxVersion:
         return ToolboxVersion(name=name, version=str(row.number), created_at=row.created_at,
                               tools=[self._opened(entry) for entry in row.tools], description=row.description,
-                              metadata=dict(row.metadata_ or {}), policies=row.policies)
+                              metadata=dict(row.metadata_ or {}), policies=row.policies,
+                              author=owner_of(row.author_subject, row.author_user))
 
     def _sealed(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         stored = copy.deepcopy(dict(entry))

@@ -17,6 +17,10 @@ nothing is kept between requests, so a toolbox changed between two calls serves 
 - `tools/call`: the function's tool is bound and prepared, `run` executes it, and the outcome's
   `model_output` is the text content (`isError` when the tool failed).
 
+Who a tool acts for: the caller (its token, and the end user it delegates for), with one exception: entries
+that name resources of their own (`file_search`'s vector stores) reach them as the version's author, who was
+checked to reach them when the version was made; a toolbox is how its author shares them with agents.
+
 An entry whose kind this dockyard does not run (or no longer accepts) is listed nowhere and logged; an
 entry whose preparation fails (an MCP server that is down) is left out of the list, logged, and a call to
 one of its functions answers `isError` with the reason.
@@ -38,7 +42,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Receive, Scope, Send
 
 from dockyard.domain.errors import BadRequest, DockyardError
-from dockyard.identity.ownership import Caller
+from dockyard.identity.ownership import Caller, Owner
 from dockyard.store.toolboxes import ToolboxStore, ToolboxVersion
 from dockyard.tools.base import PlatformTool, ToolContext, ToolKind
 
@@ -47,6 +51,8 @@ SCOPE_KEY = "dockyard.toolbox_call"
 # Fields a toolbox entry may carry that belong to the toolbox (Foundry's ToolboxTool), not to the tool.
 TOOLBOX_FIELDS = ("name", "description", "tool_configs")
 MAX_MCP_BODY_BYTES = 4 * 1024 * 1024
+# Kinds whose entries name resources (vector stores) that they reach as the toolbox version's author.
+AUTHOR_KINDS = frozenset({"file_search"})
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,15 @@ def tool_config(entry: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def check_entries(kinds: Mapping[str, ToolKind], project: str, caller: Caller,
-                  tools: list[dict[str, Any]]) -> None:
-    """Refuse, before anything is stored, an entry no kind here runs or its kind refuses (BadRequest)."""
+def as_caller(owner: Owner) -> Caller:
+    """A toolbox version's author as the caller its resource-naming entries act for."""
+    return Caller(subject=owner.subject, user=owner.user, operator=False, oid=owner.subject)
+
+
+async def check_entries(kinds: Mapping[str, ToolKind], project: str, caller: Caller,
+                        tools: list[dict[str, Any]], log: Callable[[str], None]) -> None:
+    """Refuse, before anything is stored, an entry no kind here runs or its kind refuses (BadRequest), and an
+    entry naming resources its author cannot reach (the kind's prepare: VectorStoreNotFound, say)."""
     for index, entry in enumerate(tools):
         kind = kinds.get(entry["type"])
         if kind is None:
@@ -101,10 +113,12 @@ def check_entries(kinds: Mapping[str, ToolKind], project: str, caller: Caller,
             raise BadRequest(f"tools[{index}]: tool type {entry['type']!r} is not one this dockyard runs "
                              f"(it runs: {known}).", code="UnsupportedToolType", param=f"tools[{index}].type")
         try:
-            kind.bind(tool_config(entry), project, caller)
+            tool = kind.bind(tool_config(entry), project, caller)
         except BadRequest as exc:
             raise BadRequest(f"tools[{index}]: {exc.message}", code=exc.code,
                              param=f"tools[{index}]" if not exc.param else exc.param) from None
+        if entry["type"] in AUTHOR_KINDS:
+            await tool.prepare(ToolContext(project=project, caller=caller, request_id="", log=log))
 
 
 @dataclass
@@ -143,14 +157,17 @@ class ToolboxServer:
 
         return await anyio.to_thread.run_sync(self.store.get_version, call.project, call.name, call.version)
 
-    def _bind(self, call: ToolboxCall, index: int, entry: dict[str, Any]) -> _Bound:
+    def bind_entry(self, call: ToolboxCall, version: ToolboxVersion, index: int, entry: dict[str, Any]) -> _Bound:
         kind = self.kinds.get(str(entry.get("type")))
         where = f"toolbox {call.name} tools[{index}] ({entry.get('type')})"
         if kind is None:
             call.log(f"{where}: no such tool kind on this dockyard; not listed")
             return _Bound(entry, None, f"tool type {entry.get('type')!r} is not one this dockyard runs")
+        acting = call.caller
+        if entry.get("type") in AUTHOR_KINDS and version.author is not None:
+            acting = as_caller(version.author)
         try:
-            return _Bound(entry, kind.bind(tool_config(entry), call.project, call.caller))
+            return _Bound(entry, kind.bind(tool_config(entry), call.project, acting))
         except DockyardError as exc:
             call.log(f"{where}: refused ({exc.code}); not listed")
             return _Bound(entry, None, exc.message)
@@ -173,7 +190,7 @@ class ToolboxServer:
         version = await self._version(call)
         listed: list[types.Tool] = []
         for index, entry in enumerate(version.tools):
-            bound = self._bind(call, index, entry)
+            bound = self.bind_entry(call, version, index, entry)
             await self._prepare(call, index, bound)
             if bound.tool is None:
                 continue
@@ -201,7 +218,7 @@ class ToolboxServer:
             # entries are bound and prepared (preparing an mcp entry lists its server).
             if name != kind_type and not name.startswith(f"{kind_type}__"):
                 continue
-            bound = self._bind(call, index, entry)
+            bound = self.bind_entry(call, version, index, entry)
             await self._prepare(call, index, bound)
             if bound.tool is None:
                 problems.append(f"tools[{index}]: {bound.problem}")

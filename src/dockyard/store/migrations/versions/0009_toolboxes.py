@@ -1,7 +1,8 @@
 """Toolboxes: named groups of platform tools served over MCP, versioned as Foundry versions them.
 
 Two tables, as for agents: the toolbox (name, the version counter, the default version its endpoint
-serves) and its immutable versions (the tool entries, with any secrets in them sealed).
+serves) and its immutable versions (the tool entries, with any secrets in them sealed, and who made the
+version: entries that name resources, such as file_search's vector stores, reach them as their author).
 
 Revision ID: 0009
 Revises: 0008
@@ -38,6 +39,8 @@ def upgrade() -> None:
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("tools", sa.JSON(), nullable=False),
         sa.Column("policies", sa.JSON(), nullable=True),
+        sa.Column("author_subject", sa.String(300), nullable=True),
+        sa.Column("author_user", sa.String(256), nullable=True),
         sa.UniqueConstraint("toolbox_id", "number", name="uq_toolbox_versions_toolbox_number"),
     )
     op.create_index("ix_toolbox_versions_toolbox_id", "toolbox_versions", ["toolbox_id"])
