@@ -44,7 +44,8 @@ from dockyard.store.stored_responses import (
     response_not_found,
 )
 
-router = APIRouter(prefix="/api/projects/{project}/storage")
+# Not in dockyard's OpenAPI document: it is the platform's API for sandboxes, as in Foundry, not one for callers.
+router = APIRouter(prefix="/api/projects/{project}/storage", include_in_schema=False)
 
 STORAGE_API_VERSION = "v1"
 CALL_ID_HEADER = "x-agent-foundry-call-id"
