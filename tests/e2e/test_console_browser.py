@@ -244,6 +244,13 @@ def test_refused_without_the_cookie_with_a_forged_one_and_after_the_link_was_use
     # The operator's route that mints links wants the operator's token.
     with httpx.Client(verify=ssl.create_default_context(cafile=server.home / "tls" / "ca.pem")) as plain:
         assert plain.post(f"{server.url}/api/console/sign-in-links").status_code == 401
+        # A named user is a caller of its own, not the operator the console acts as.
+        exports = server.env()
+        alice = plain.get(exports["IDENTITY_ENDPOINT"], headers={"x-identity-header": exports["IDENTITY_HEADER"]},
+                          params={"api-version": "2019-08-01", "resource": "https://ai.azure.com",
+                                  "client_id": "alice"}).json()["access_token"]
+        refused = plain.post(f"{server.url}/api/console/sign-in-links", headers={"authorization": f"Bearer {alice}"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "OperatorOnly"
 
 
 def test_state_changes_need_the_csrf_token(page: Any, server: DockyardProcess, client: AIProjectClient) -> None:

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.api.dependencies import authenticate_operator, read_body, services
+from dockyard.api.dependencies import authenticate_caller, authenticate_operator, read_body, services
 from dockyard.api.errors import error_response
 from dockyard.console.auth import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, ConsoleAuth, ConsoleSession
 from dockyard.console.own_api import OwnApi, error_text
@@ -153,7 +153,11 @@ def _project(request: Request) -> str:
 
 @api_router.post("/sign-in-links", status_code=201)
 def mint_sign_in_link(request: Request) -> dict[str, Any]:
-    """A one-time console link (for `dockyard console`); the operator's alone."""
+    """A one-time console link (for `dockyard console`); the operator's alone: the console acts as the operator,
+    so a named user's token (a caller of its own) may not open it either."""
+    if not authenticate_caller(request).operator:
+        raise Forbidden("The console is the operator's: run `dockyard console` with the home's own identity "
+                        "(what `dockyard env` hands out), not a named user's.", code="OperatorOnly")
     token, expires_at = console(request).auth.mint_link_token()
     return {"url": f"{str(request.base_url).rstrip('/')}/console/sign-in?token={token}", "expires_at": expires_at}
 
