@@ -11,6 +11,7 @@ import typer
 from dockyard.cli.cleanup import register as register_cleanup
 from dockyard.cli.console import console_command
 from dockyard.cli.models import register as register_models
+from dockyard.cli.toolboxes import register as register_toolboxes
 from dockyard.cli.traces import traces_command
 from dockyard.cli.validate import validate_command
 from dockyard.cli.workflow import register as register_workflow
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.command("validate")(validate_command)
 register_workflow(app)
 register_models(app)
+register_toolboxes(app)
 register_cleanup(app)
 app.command("traces")(traces_command)
 app.command("console")(console_command)
