@@ -111,7 +111,7 @@ def _decode(data: bytes, filename: str) -> str:
 
 def _pdf_text(data: bytes) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -127,7 +127,7 @@ def _pdf_text(data: bytes) -> str:
             parts.append(text)
     except UnsupportedFile:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
             MemoryError) as exc:
         raise UnsupportedFile(f"The PDF cannot be read ({type(exc).__name__}: {str(exc)[:200]}).") from None
     text = "\n\n".join(parts)
