@@ -208,8 +208,12 @@ def test_live_logs_follow_the_session(page: Any, server: DockyardProcess, client
     page.screenshot(path=str(tmp_path / "logs.png"))
     # Leave, then one more line: the API's log stream notices the browser has gone when it next has a line to
     # send (until then its reader thread waits for one), and dockyard's shutdown need not wait for it.
-    page.goto(f"{server.url}/console/")
+    page.goto(f"{server.url}/console/traces?agent={AGENT_NAME}&session={session}")
     openai.responses.create(input="after leaving", extra_body={"agent_session_id": session})
+    # The session's traces: the playground's turn and the SDK's.
+    rows = page.locator("#traces tbody tr")
+    assert rows.count() >= 2 and all(session in text for text in rows.all_inner_texts())
+    page.screenshot(path=str(tmp_path / "traces.png"))
 
 
 def test_refused_without_the_cookie_with_a_forged_one_and_after_the_link_was_used(

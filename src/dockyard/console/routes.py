@@ -359,12 +359,12 @@ def _event(name: str, data: Any) -> bytes:
 
 
 @router.get("/traces")
-async def traces_page(request: Request, agent: str | None = None,
+async def traces_page(request: Request, agent: str | None = None, session_id: str | None = Query(None, alias="session"),
                       session: ConsoleSession = Depends(signed_in)) -> HTMLResponse:
     store = services(request).traces
     summaries = [] if store is None else await run_in_threadpool(
-        store.list_traces, project=_project(request), agent=agent or None, limit=50)
-    return _page(request, "traces.html", session, traces=summaries, agent=agent or "")
+        store.list_traces, project=_project(request), agent=agent or None, session_id=session_id or None, limit=50)
+    return _page(request, "traces.html", session, traces=summaries, agent=agent or "", session_id=session_id or "")
 
 
 @router.get("/traces/{trace_id}")
