@@ -244,6 +244,14 @@ class Sandboxes:
         runtime = self.reconciler.runtime
         try:
             observed = runtime.observe(WorkloadKey(target.session.version_uid, session_id)) if runtime else None
+        except RuntimeFailure:
+            # The engine is away (killed, restarted, upgraded), but its containers run on without it: a
+            # sandbox that still answers its readiness probe keeps serving; one that does not is cold.
+            if self.reconciler.ready(target.endpoint):
+                self._warm[session_id] = (time.monotonic(), target)
+            else:
+                self._warm.pop(session_id, None)
+            return
         except Exception:  # the engine did not answer: the next request asks it itself
             self._warm.pop(session_id, None)
             raise
@@ -264,7 +272,11 @@ class Sandboxes:
         desired = self.version_of(session)
         key = WorkloadKey(session.version_uid, session.id)
         with self._lock(session.id):
-            observed = runtime.observe(key)
+            try:
+                observed = runtime.observe(key)
+            except RuntimeFailure as failure:  # the engine does not answer
+                raise GatewayError(f"The session's sandbox could not start: {failure.message}",
+                                   code=failure.code) from None
             cold = observed is None or not observed.running
             # A cold start must fit in the budget first (429 TooManySandboxes, or room made by releasing
             # the longest-idle sessions); its place is held until the runtime lists it.

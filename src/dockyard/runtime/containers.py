@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import LogConfig, Ulimit
+from requests.exceptions import RequestException
 
 from dockyard.domain.code_runtimes import REMOTE_BUILD_FAILED
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE, IMAGE_PULL_BACK_OFF, INVALID_CONTAINER_IMAGE
@@ -71,6 +72,9 @@ DEPS_IN_CONTAINER = "/deps"
 # What a build container may pass on from dockyard's environment: how to reach the package index.
 _BUILD_ENVIRONMENT = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT",
                       "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+# What a call to the engine raises when the engine refuses, and when it is not there at all: docker-py lets
+# requests' ConnectionError (a socket nobody serves, an engine killed mid-call) through unwrapped.
+ENGINE_ERRORS = (DockerException, RequestException)
 _NOT_FOUND_HINTS = ("manifest unknown", "name unknown", "not found", "no such image", "does not exist", "404")
 _DENIED_HINTS = ("unauthorized", "authentication required", "denied", "401", "403", "forbidden")
 
@@ -162,10 +166,15 @@ class ContainersRuntime:
             if container.status != "running":
                 container.start()
             container.reload()
-        except (APIError, DockerException) as exc:
+        except ENGINE_ERRORS as exc:
             if created and container is not None:
-                # A container that could not start is left "created" by the engine; do not keep it.
-                container.remove(force=True, v=True)
+                # A container that could not start is left "created" by the engine; do not keep it (an engine
+                # gone mid-start cannot remove it now: the reconciler's next pass does).
+                try:
+                    container.remove(force=True, v=True)
+                except ENGINE_ERRORS as cleanup:
+                    log.warning("could not remove container %s that failed to start: %s", container.short_id,
+                                _explain(cleanup))
             if isinstance(exc, ImageNotFound):
                 raise RuntimeFailure(INVALID_CONTAINER_IMAGE,
                                      f"Image {workload.image} is not available: {exc}") from None
@@ -188,7 +197,7 @@ class ContainersRuntime:
                 self.client.volumes.get(_session_volume(key)).remove(force=True)
             except NotFound:
                 pass
-            except (APIError, DockerException) as exc:
+            except ENGINE_ERRORS as exc:
                 log.warning("could not remove the volume of session %s: %s", key.session, _explain(exc))
 
     def observe(self, key: WorkloadKey) -> Observed | None:
@@ -296,7 +305,7 @@ class ContainersRuntime:
                 network_disabled=True, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 ulimits=_ulimits(), pids_limit=64, log_config=self._log_config(), detach=True,
             )
-        except (APIError, DockerException) as exc:
+        except ENGINE_ERRORS as exc:
             raise session_volumes.SessionFilesFailed(
                 f"The container engine could not reach the session's volume: {_explain(exc)}") from None
         try:
@@ -304,7 +313,7 @@ class ContainersRuntime:
         finally:
             try:
                 helper.remove(force=True)  # not v=True: the session's volume is named and must stay
-            except (APIError, DockerException) as exc:
+            except ENGINE_ERRORS as exc:
                 log.warning("could not remove files helper %s: %s", helper.short_id, _explain(exc))
 
     # -- containers ---------------------------------------------------------------------------------
@@ -330,7 +339,7 @@ class ContainersRuntime:
             filters.append(f"{LABEL}.version-uid={key.version_uid}")
         try:
             found = self.client.containers.list(all=True, filters={"label": filters})
-        except (APIError, DockerException) as exc:
+        except ENGINE_ERRORS as exc:
             raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine does not answer: {exc}. "
                                  + INSTALL_HINT) from None
         # The session is matched here, not in the filter: engines read "session=" (empty) as "has the label".
@@ -420,7 +429,7 @@ class ContainersRuntime:
                                  "zip's packages/ folder and use dependency_resolution 'bundled'.")
         try:
             image_id = self.client.images.get(workload.image).id
-        except (APIError, DockerException) as exc:
+        except ENGINE_ERRORS as exc:
             raise RuntimeFailure(INVALID_CONTAINER_IMAGE,
                                  f"Image {workload.image} is not available: {_explain(exc)}") from None
         key = plan.key(f"image={image_id}")
@@ -471,7 +480,7 @@ class ContainersRuntime:
                 security_opt=["no-new-privileges"], privileged=False, read_only=True,
                 tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size}"}, log_config=self._log_config(), detach=True,
             )
-        except (APIError, DockerException) as exc:
+        except ENGINE_ERRORS as exc:
             raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine refused to run the "
                                  f"dependency build on {workload.image}: {_explain(exc)}") from None
         tail: collections.deque[str] = collections.deque(maxlen=PIP_TAIL_LINES)
@@ -481,7 +490,7 @@ class ContainersRuntime:
             timed_out.set()
             try:
                 builder.kill()
-            except (APIError, DockerException):
+            except ENGINE_ERRORS:
                 pass
 
         watchdog = threading.Timer(self.build_timeout_seconds, kill)
@@ -493,14 +502,14 @@ class ContainersRuntime:
                 tail.append(line)
                 write(line)
             status = int(builder.wait(timeout=60).get("StatusCode", 1))
-        except (APIError, DockerException) as exc:
+        except ENGINE_ERRORS as exc:
             raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The dependency build on {workload.image} "
                                  f"failed in the container engine: {_explain(exc)}") from None
         finally:
             watchdog.cancel()
             try:
                 builder.remove(force=True, v=True)
-            except (APIError, DockerException) as exc:
+            except ENGINE_ERRORS as exc:
                 # The build's own result matters more; the leftover is removed before the next build of its key.
                 log.warning("could not remove build container %s: %s", builder.short_id, _explain(exc))
         if status != 0 or timed_out.is_set():
@@ -512,7 +521,7 @@ class ContainersRuntime:
             for leftover in self.client.containers.list(
                     all=True, filters={"label": [f"{BUILD_LABEL}={self.instance_id}", f"{LABEL}.build-key={key}"]}):
                 leftover.remove(force=True, v=True)
-        except (APIError, DockerException) as exc:
+        except ENGINE_ERRORS as exc:
             log.warning("could not remove a stale dependency build: %s", _explain(exc))
 
     def _build_log_path(self, key: WorkloadKey) -> Path | None:
@@ -578,7 +587,7 @@ class ContainersRuntime:
                 return
             except ImageNotFound:
                 pass
-            except (APIError, DockerException):
+            except ENGINE_ERRORS:
                 pass
         last: RuntimeFailure | None = None
         for attempt in range(self.pull_attempts):
@@ -611,7 +620,7 @@ class ContainersRuntime:
                 error = message.get("error") or (message.get("errorDetail") or {}).get("message")
                 if error:
                     raise _pull_failure(image, str(error), credentials)
-        except (APIError, DockerException) as exc:
+        except ENGINE_ERRORS as exc:
             raise _pull_failure(image, _explain(exc), credentials) from None
 
     def _libpod_pull(self, image: str, auth: dict[str, str] | None) -> Iterator[dict[str, Any]]:
