@@ -15,6 +15,7 @@ through the openai client `get_openai_client(agent_name=…)` hands out, as Foun
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +26,12 @@ import httpx
 import httpx2
 import pytest
 from azure.ai.projects import AIProjectClient
+from azure.ai.projects.models import ContainerConfiguration, HostedAgentDefinition, ProtocolVersionRecord
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from support.engine import FIXTURE_IMAGES, engine_dockyard, require_engine
-from support.hosted import bearer_token, deploy, project_client, tls_context
+from support.hosted import bearer_token, project_client, tls_context
 from support.images import build_image, engine_url, ensure_base_image, push_image
 from support.mcp_server import McpTestServer, serve_mcp
 from support.process import DockyardProcess
@@ -188,23 +190,27 @@ def agent_image(server: DockyardProcess) -> Iterator[str]:
 def test_an_agent_container_uses_the_toolbox_with_its_own_identity(
         project: AIProjectClient, server: DockyardProcess, kit: str, mcp_server: McpTestServer,
         agent_image: str) -> None:
-    name = deploy(project, agent_image, env={"TOOLBOX_NAME": kit}, name=f"toolbox-{uuid.uuid4().hex[:6]}")
+    name = f"toolbox-{uuid.uuid4().hex[:6]}"
+    version = project.agents.create_version(agent_name=name, definition=HostedAgentDefinition(
+        cpu="1", memory="1Gi", container_configuration=ContainerConfiguration(image=agent_image),
+        protocol_versions=[ProtocolVersionRecord(protocol="responses", version="2.0.0")],
+        environment_variables={"TOOLBOX_NAME": kit}))
+    deadline = time.monotonic() + 120
+    while project.agents.get_version(agent_name=name, agent_version=version.version).status != "active":
+        assert time.monotonic() < deadline, "version did not become active"
+        time.sleep(0.2)
     openai = project.get_openai_client(agent_name=name, timeout=120, max_retries=0)
-
-    def ask(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        response = openai.responses.create(input=json.dumps({"tool": tool, "arguments": arguments}))
-        answer = json.loads(response.output_text)
-        assert "error" not in answer, answer
-        return answer
-
-    added = ask("mcp__calc__add", {"a": 20, "b": 22})
-    assert added["tools"] == [{"name": "mcp__calc__add", "require_approval": "always"},
-                              {"name": "mcp__calc__headers", "require_approval": "always"}]
-    assert (added["result"], added["is_error"]) == ("42", False)
+    calls = [{"tool": "mcp__calc__add", "arguments": {"a": 20, "b": 22}}, {"tool": "mcp__calc__headers"}]
+    answer = json.loads(openai.responses.create(input=json.dumps({"calls": calls})).output_text)
+    assert "error" not in answer, answer
+    assert answer["tools"] == [{"name": "mcp__calc__add", "require_approval": "always"},
+                               {"name": "mcp__calc__headers", "require_approval": "always"}]
+    added, headers = answer["results"]
+    assert (added["tool"], added["result"], added["is_error"]) == ("mcp__calc__add", "42", False)
     assert {"name": "add", "arguments": {"a": 20, "b": 22}} in mcp_server.calls
     # The sandbox forwarded the call id dockyard gave it; the toolbox passed it on to the MCP server.
-    seen = json.loads(ask("mcp__calc__headers", {})["result"])
-    assert added["sent_call_id"] and seen["x-agent-foundry-call-id"]
+    seen = json.loads(headers["result"])
+    assert answer["sent_call_id"] and seen["x-agent-foundry-call-id"].startswith("dyc1.")
     # It came from the container, with the agent's own token (not this test's, on 127.0.0.1).
     assert any(f"/api/projects/default/toolboxes/{kit}/mcp" in line and "127.0.0.1:" not in line.split(" - ")[0]
                for line in server.logs().splitlines())
