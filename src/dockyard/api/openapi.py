@@ -12,6 +12,7 @@ open (FastAPI's own /docs and /openapi.json are off: see dockyard.api.app).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -85,12 +86,20 @@ def _finish(path: str, operation: dict[str, Any], error: dict[str, Any], project
         responses.setdefault(status, {"description": description, "content": error})
     if path == IDENTITY_PATH:
         operation["security"] = [{"identityHeader": []}]
-    for parameter in operation.get("parameters", []):
+    parameters = operation.setdefault("parameters", [])
+    declared = {p["name"] for p in parameters if p["in"] == "path"}
+    # A path parameter that a dependency reads from the request (`project`) is not declared to FastAPI.
+    for name in re.findall(r"{([^}]+)}", path):
+        if name not in declared:
+            parameters.insert(0, {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+    for parameter in parameters:
         _flatten_optional(parameter)
         if parameter["in"] == "path" and parameter["name"] == "project":
             parameter["schema"]["enum"] = projects  # this dockyard's projects (`default` unless configured)
         if parameter["in"] == "path" and parameter["name"] in schemas.PATH_PATTERNS:
             parameter["schema"]["pattern"] = schemas.PATH_PATTERNS[parameter["name"]]
+        if parameter["in"] == "path" and parameter["name"] in schemas.PATH_EXAMPLES:
+            parameter["example"] = schemas.PATH_EXAMPLES[parameter["name"]]
         if parameter["in"] == "query" and parameter["name"] == "api-version":
             # Declared by the wire_shape dependency, which refuses a missing one (MissingApiVersionParameter).
             parameter["required"] = True

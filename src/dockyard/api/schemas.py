@@ -46,6 +46,7 @@ VERSION_PATTERN = r"^[1-9][0-9]{0,18}$"
 
 # Path parameters are plain strings to FastAPI (a name that cannot exist is Foundry's 404 AgentNotFound, not a
 # generic 400); the document states their patterns (dockyard.api.openapi, by parameter name).
+PATH_EXAMPLES = {"agent_name": "my-hosted-agent", "agent_version": "1"}
 PATH_PATTERNS = {
     "agent_name": AGENT_NAME_PATTERN,
     "agent_version": VERSION_PATTERN,
@@ -132,6 +133,11 @@ Metadata = dict[Annotated[str, StringConstraints(max_length=MAX_METADATA_KEY)],
 
 class CreateVersionRequest(_Open):
     """`create_version` (JSON), `update` (2.0.0b3) and create_version_from_code's `metadata` part."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"definition": {
+        "kind": "hosted", "container_configuration": {"image": "myregistry.azurecr.io/my-agent:v1"},
+        "protocol_versions": [{"protocol": "responses", "version": "v1"}], "cpu": "1", "memory": "2Gi"},
+        "description": "An example", "metadata": {"team": "agents"}}]})
 
     definition: HostedDefinition
     description: str | None = Field(None, max_length=MAX_DESCRIPTION)
