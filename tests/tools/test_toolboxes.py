@@ -2,7 +2,7 @@
 (the SDK's own test server, and one that answers garbage) listed and called, exact results.
 
 The server is dockyard's `ToolboxServer` as the app mounts it, reached in-process (the SDK client over
-httpx2's ASGI transport); tests/e2e/test_toolboxes.py reaches it over HTTPS from an agent's container.
+httpx2's ASGI transport); tests/e2e/test_toolbox_endpoint.py reaches it over HTTPS from an agent's container.
 """
 
 from __future__ import annotations
