@@ -13,6 +13,7 @@ open (FastAPI's own /docs and /openapi.json are off: see dockyard.api.app).
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -49,7 +50,10 @@ def document(app: FastAPI) -> dict[str, Any]:
 
 
 def build(app: FastAPI) -> dict[str, Any]:
-    doc = get_openapi(title="dockyard", version=__version__, description=_DESCRIPTION, routes=app.routes)
+    with warnings.catch_warnings():
+        # One route serving GET and DELETE gets one operation id for both; they are made unique below.
+        warnings.filterwarnings("ignore", message="Duplicate Operation ID")
+        doc = get_openapi(title="dockyard", version=__version__, description=_DESCRIPTION, routes=app.routes)
     components = doc.setdefault("components", {})
     found = components.setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
@@ -69,9 +73,13 @@ def build(app: FastAPI) -> dict[str, Any]:
     doc["security"] = [{"bearer": []}]
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     projects = list(app.state.services.settings.projects)
+    seen: set[str] = set()
     for path, item in doc.get("paths", {}).items():
-        for operation in item.values():
+        for method, operation in item.items():
             _finish(path, operation, error, projects)
+            if operation.get("operationId") in seen:
+                operation["operationId"] = f"{operation['operationId']}_{method}"
+            seen.add(operation.get("operationId", ""))
     return doc
 
 
