@@ -51,6 +51,7 @@ from dockyard.store.secrets import SecretBox
 from dockyard.store.sessions import SessionStore
 from dockyard.store.stored_responses import StoredResponses
 from dockyard.store.toolboxes import ToolboxStore
+from dockyard.store.tool_responses import ToolResponseStore
 from dockyard.store.traces import TraceStore
 from dockyard.store.vector_stores import VectorStoreRepository
 from dockyard.tools.kinds import ToolDependencies, build_tool_kinds
@@ -138,6 +139,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         reconciler=reconciler,
         sessions=sessions,
         sandboxes=Sandboxes(store, sessions, reconciler),
+        tool_responses=ToolResponseStore(engine_db),
         # Built here, started by the app once it serves (never before the port is bound).
         local_model=local_model,
         catalog=catalog,

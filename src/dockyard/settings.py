@@ -44,6 +44,8 @@ class Settings:
     # The deployment vector stores embed with; `local-embeddings` is dockyard's own (dockyard.models.embeddings).
     embedding_deployment: str = "local-embeddings"
     invocation_timeout_seconds: float = 300.0
+    # The Responses tool loop (dockyard.tools.loop): model calls per Response before it stops "incomplete".
+    max_tool_rounds: int = 8
     log_level: str = "info"
     # Container engine: None finds one (DOCKER_HOST, the usual sockets, or podman's service, started).
     engine: str | None = None

@@ -30,6 +30,7 @@ from dockyard.store.files import FileStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
 from dockyard.store.stored_responses import StoredResponses
+from dockyard.store.tool_responses import ToolResponseStore
 from dockyard.store.traces import TraceStore
 from dockyard.tools.base import ToolKind
 from dockyard.tools.vector_search import VectorSearch
@@ -67,6 +68,8 @@ class Services:
     # Spans (traces.db) and the Prometheus counters: see dockyard.api.telemetry and dockyard.metrics.
     traces: TraceStore | None = None
     metrics: Metrics | None = None
+    # Responses the tool loop made (previous_response_id, approvals): dockyard.store.tool_responses.
+    tool_responses: ToolResponseStore | None = None
     # The platform tools the Responses tool loop and toolboxes run (dockyard.tools.kinds), by `type`.
     tool_kinds: dict[str, ToolKind] = field(default_factory=dict)
     # Responses agents keep through the project's storage API (api/storage.py), answered after their sandbox is gone.

@@ -31,20 +31,28 @@ clients configured with a key. A Responses call that names an agent is the agent
 
 from __future__ import annotations
 
+import json
+import logging
 from functools import lru_cache
 from typing import Any
 
 import aiohttp
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
 
-from dockyard.api.dependencies import json_body, root_project, services
+from dockyard.api.dependencies import caller_of, json_body, root_project, services
 from dockyard.api.schemas import InferenceRequest, json_request, validated
 from dockyard.domain.errors import BadRequest, NotFound, Unauthorized
+from dockyard.identity.ownership import USER_IDENTITY_HEADER
 from dockyard.identity.tokens import FOUNDRY_AUDIENCE, InvalidToken, Principal
 from dockyard.models.providers import EntraTokens, Operation, auth_headers, operation_url, rewrite_model
-from dockyard.models.relay import model_timeout, relay, relay_translated
+from dockyard.models.relay import model_timeout, relay, relay_translated, send
+from dockyard.models.translate import chat_to_response, responses_to_chat
 from dockyard.models.upstreams import Upstream
+from dockyard.tools.base import ToolContext
+from dockyard.tools.loop import CallModel, ModelCallFailed, Turn, run_to_end, stream_turn, uses_loop
 
 COGNITIVE_SERVICES_AUDIENCE = "https://cognitiveservices.azure.com"
 _AUDIENCES = (FOUNDRY_AUDIENCE, COGNITIVE_SERVICES_AUDIENCE)
@@ -136,10 +144,96 @@ async def forward(request: Request, upstream: Upstream, operation: Operation, bo
 
 
 async def model_response(request: Request, project: str, body: dict[str, Any]) -> Response:
-    """`POST …/responses` naming a model and no agent (called by api/responses.py once it has the body)."""
+    """`POST …/responses` naming a model and no agent (called by api/responses.py once it has the body).
+
+    With platform tools (or continuing a Response the tool loop made) it runs the tool loop
+    (dockyard.tools.loop); otherwise it is relayed as it is.
+    """
     _check_project(request, project)
+    if uses_loop(body, services(request).tool_kinds) or await _continues_loop(request, project, body):
+        return await _tool_loop(request, project, body)
     upstream = await _resolve(request, project, body.get("model"))
     return await forward(request, upstream, Operation.RESPONSES, body)
+
+
+_tools_log = logging.getLogger("dockyard.tools")
+
+
+async def _continues_loop(request: Request, project: str, body: dict[str, Any]) -> bool:
+    previous, store = body.get("previous_response_id"), services(request).tool_responses
+    if not isinstance(previous, str) or store is None:
+        return False
+    caller = caller_of(request.state.principal, request.headers.get(USER_IDENTITY_HEADER))
+    return await run_in_threadpool(store.find, project, caller, previous) is not None
+
+
+async def _tool_loop(request: Request, project: str, body: dict[str, Any]) -> Response:
+    the = services(request)
+    upstream = await _resolve(request, project, body.get("model"))
+    request_id = request.scope.get("state", {}).get("request_id", "")
+
+    def log_line(line: str) -> None:
+        _tools_log.info(line, extra={"request_id": request_id})
+
+    ctx = ToolContext(project=project, caller=caller_of(request.state.principal,
+                                                        request.headers.get(USER_IDENTITY_HEADER)),
+                      request_id=request_id, log=log_line,
+                      foundry_call_id=request.headers.get("x-agent-foundry-call-id"))
+    turn = Turn(body=body, ctx=ctx, call_model=_model_caller(request, upstream),
+                max_rounds=the.settings.max_tool_rounds)
+    await turn.start(the.tool_kinds, the.tool_responses)  # 4xx before anything is sent
+    if not body.get("stream"):
+        return JSONResponse(await run_to_end(turn, the.tool_responses))
+    return StreamingResponse(stream_turn(turn, the.tool_responses),
+                             headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+
+
+def _model_caller(request: Request, upstream: Upstream) -> CallModel:
+    """One non-streamed Responses call to the deployment, for the loop: the relay's upstream, credentials and
+    Chat Completions translation; a refusal or failure is raised with the status and words the relay gives."""
+    the = services(request)
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    timeout = _timeout(the.settings.invocation_timeout_seconds)
+
+    async def call_model(body: dict[str, Any]) -> dict[str, Any]:
+        assert the.http is not None
+        body = {**body, "stream": False}
+        headers = {"content-type": "application/json", "accept": "application/json",
+                   **await auth_headers(upstream, _ENTRA)}
+        if upstream.speaks_responses:
+            url, content = operation_url(upstream, Operation.RESPONSES), rewrite_model(body, upstream)
+        else:
+            chat = responses_to_chat(body)
+            if upstream.model:
+                chat["model"] = upstream.model
+            url, content = operation_url(upstream, Operation.CHAT_COMPLETIONS), json.dumps(chat).encode()
+        answer = await send(the.http, upstream, "POST", url, headers=headers, content=content, timeout=timeout,
+                            request_id=request_id)
+        if isinstance(answer, Response):
+            raise _model_failure(answer)
+        try:
+            data = await answer.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            data = None
+        finally:
+            answer.release()
+        if not isinstance(data, dict):
+            raise ModelCallFailed(502, f"The model behind deployment {upstream.deployment!r} answered with something "
+                                  f"that is not a JSON object (request id {request_id}).", code="ModelUnavailable")
+        return data if upstream.speaks_responses else chat_to_response(data, body)
+
+    return call_model
+
+
+def _model_failure(answer: Response) -> ModelCallFailed:
+    try:
+        error = json.loads(bytes(answer.body)).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    message = str(error.get("message") or "The model's server refused the call.") if isinstance(error, dict) else ""
+    code = str(error.get("code") or "ModelError") if isinstance(error, dict) else "ModelError"
+    retry = answer.headers.get("retry-after")
+    return ModelCallFailed(answer.status_code, message, code=code, headers={"Retry-After": retry} if retry else None)
 
 
 async def _call(request: Request, project: str, operation: Operation, deployment: str | None = None) -> Response:

@@ -18,6 +18,7 @@ from dockyard.store.files import FileStore
 from dockyard.tools.base import ToolKind
 from dockyard.tools.code_interpreter import CodeInterpreterKind
 from dockyard.tools.file_search import FileSearchKind
+from dockyard.tools.mcp import McpKind
 from dockyard.tools.vector_search import VectorSearch
 
 
@@ -36,6 +37,7 @@ class ToolDependencies:
 
 def build_tool_kinds(deps: ToolDependencies) -> dict[str, ToolKind]:
     kinds: dict[str, ToolKind] = {}
+    kinds[McpKind.type] = McpKind(deps)
     kinds[CodeInterpreterKind.type] = CodeInterpreterKind(deps)
     kinds[FileSearchKind.type] = FileSearchKind(deps)
     return kinds
