@@ -174,7 +174,8 @@ class ContainerSandbox:
                 pids_limit=limits.pids, mem_limit=limits.memory_bytes, memswap_limit=limits.memory_bytes,
                 nano_cpus=int(limits.cpu * 1_000_000_000),
                 ulimits=[*_ulimits_within(limits), Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
-                         Ulimit(name="core", soft=0, hard=0)],
+                         Ulimit(name="core", soft=0, hard=0),
+                         Ulimit(name="data", soft=_data_limit(limits), hard=_data_limit(limits))],
                 log_config=self._log_config(limits), detach=True,
             )
         except (APIError, DockerException) as exc:
@@ -231,6 +232,15 @@ class ContainerSandbox:
         if self.engine.is_podman:
             return LogConfig(type="k8s-file", config=limit)
         return LogConfig(type=LogConfig.types.JSON, config={**limit, "max-file": "1"})
+
+
+def _data_limit(limits: SandboxLimits) -> int:
+    """RLIMIT_DATA (podman knows no "as"), under the memory limit by what the cgroup also charges (page cache).
+
+    Allocations past it are a prompt MemoryError; with the cgroup's limit alone, code that eats memory
+    can thrash at the limit (the kernel reclaiming the interpreter's own pages) until its time runs out.
+    """
+    return limits.memory_bytes - min(64 * 1024 * 1024, limits.memory_bytes // 4)
 
 
 def _ulimits_within(limits: SandboxLimits) -> list[Ulimit]:
