@@ -201,6 +201,7 @@ def test_an_agent_container_uses_the_toolbox_with_its_own_identity(
         time.sleep(0.2)
     openai = project.get_openai_client(agent_name=name, timeout=120, max_retries=0)
     calls = [{"tool": "mcp__calc__add", "arguments": {"a": 20, "b": 22}}, {"tool": "mcp__calc__headers"}]
+    logged_before = len(server.logs())
     answer = json.loads(openai.responses.create(input=json.dumps({"calls": calls})).output_text)
     assert "error" not in answer, answer
     assert answer["tools"] == [{"name": "mcp__calc__add", "require_approval": "always"},
@@ -211,9 +212,14 @@ def test_an_agent_container_uses_the_toolbox_with_its_own_identity(
     # The sandbox forwarded the call id dockyard gave it; the toolbox passed it on to the MCP server.
     seen = json.loads(headers["result"])
     assert answer["sent_call_id"] and seen["x-agent-foundry-call-id"].startswith("dyc1.")
-    # It came from the container, with the agent's own token (not this test's, on 127.0.0.1).
+    # It came from the container, with the agent's own token (not this test's, on 127.0.0.1) ...
+    during = server.logs()[logged_before:]
     assert any(f"/api/projects/default/toolboxes/{kit}/mcp" in line and "127.0.0.1:" not in line.split(" - ")[0]
-               for line in server.logs().splitlines())
+               for line in during.splitlines())
+    # ... and the tools acted for the caller the agent was serving (this test's operator identity), which the
+    # call id names, not for the agent's own identity.
+    acting = [line for line in during.splitlines() if f"toolbox {kit}: default version for " in line]
+    assert acting and all("for local-developer" in line for line in acting), acting
 
 
 def test_nothing_secret_reached_the_log(server: DockyardProcess) -> None:

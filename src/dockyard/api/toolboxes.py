@@ -10,8 +10,10 @@ Use (any valid token for https://ai.azure.com, an agent's own managed identity i
 `…/toolboxes/{name}/mcp?api-version=v1` serves the default version as an MCP server (streamable HTTP),
 `…/toolboxes/{name}/versions/{version}/mcp` one version, and `POST …/toolboxes/{name}:invoke_mcp` (the SDK's
 `invoke_latest_toolbox_mcp`) takes one JSON-RPC message for the default version. The caller's
-`x-agent-foundry-call-id` goes on to the tools (an MCP server in the toolbox receives it). See
-dockyard.tools.toolboxes.
+`x-agent-foundry-call-id` goes on to the tools (an MCP server in the toolbox receives it). When an agent's
+sandbox sends the call id dockyard gave one of its requests, the tools act for that request's caller (its
+owner: the caller and the end user it delegated for), as Foundry's toolboxes resolve the user from the call
+id; otherwise they act for the token's principal. See dockyard.tools.toolboxes.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from dockyard.api.inference import authenticate_inference
 from dockyard.api.wire import page_to_wire
 from dockyard.domain.errors import BadRequest, ServiceUnavailable
 from dockyard.domain.paging import Page, PageRequest
-from dockyard.identity.ownership import USER_IDENTITY_HEADER
+from dockyard.identity.agents import AGENT_ROLE
+from dockyard.identity.call_ids import resolve_call_id
+from dockyard.identity.ownership import USER_IDENTITY_HEADER, Caller
+from dockyard.identity.tokens import Principal
 from dockyard.store.toolboxes import ToolboxStore, validate_toolbox_name, validate_version_body
 from dockyard.tools.toolboxes import ToolboxCall, check_entries
 
@@ -156,11 +161,28 @@ class McpEndpoint:
         # The toolbox (and version) must exist: a missing one is a 404 in the Azure envelope, not an MCP error.
         await run_in_threadpool(toolbox_store(request).get_version, project_name, name, version)
         request_id = str(scope.get("state", {}).get("request_id", ""))
-        call = ToolboxCall(project=project_name, name=name, version=version,
-                           caller=caller_of(principal, request.headers.get(USER_IDENTITY_HEADER)),
-                           request_id=request_id, foundry_call_id=request.headers.get(CALL_ID_HEADER),
-                           log=lambda line: log.info("%s [request %s]", line, request_id))
+        call_id = request.headers.get(CALL_ID_HEADER)
+        caller = _acting_caller(found.identity_secret, principal, project_name, call_id,
+                                caller_of(principal, request.headers.get(USER_IDENTITY_HEADER)))
+        call = ToolboxCall(project=project_name, name=name, version=version, caller=caller, request_id=request_id,
+                           foundry_call_id=call_id, log=lambda line: log.info("%s [request %s]", line, request_id))
+        log.info("toolbox %s: %s for %s [request %s]", name, "v" + version if version else "default version",
+                 caller.subject, request_id)
         await server.handle(call, scope, receive, send)
+
+
+def _acting_caller(identity_secret: str, principal: Principal, project_name: str, call_id: str | None,
+                   caller: Caller) -> Caller:
+    """Whom the tools act for: the owner of the request an agent's sandbox is serving, when it forwards that
+    request's call id (minted by dockyard for this sandbox's version and project); else the token's caller."""
+    if not call_id or principal.claims.get("dockyard_role") != AGENT_ROLE:
+        return caller
+    scope = resolve_call_id(identity_secret, call_id)
+    if scope is None or scope.project != project_name or scope.version_uid != principal.claims.get(
+            "dockyard_version_uid"):
+        return caller
+    return Caller(subject=scope.owner.subject, user=scope.owner.user, operator=False,
+                  oid=scope.owner.user or scope.owner.subject)
 
 
 def install_mcp_routes(app: FastAPI) -> None:
