@@ -216,6 +216,7 @@ class Turn:
             yield self._show(item)
         for request, call, approve, reason in self._approvals:
             bound = self._owner_of(request, call)
+            self.tool_calls += 1  # counts against max_tool_calls like any call this Response runs
             outcome = await bound.tool.resume(self.ctx, request, approve, reason)
             for shown in self._outcome_items(outcome):
                 yield shown
