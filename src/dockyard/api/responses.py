@@ -16,6 +16,7 @@ import string
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_caller, json_body, root_project, services
@@ -94,6 +95,12 @@ async def follow_response(request: Request, project: str, response_id: str, suff
     try:
         session = await _response_of(request, project, agent_name, response_id, caller)
     except NotFound:
+        # A Response the tool loop made on the model endpoint (dockyard.tools.loop), kept in the store.
+        loops = services(request).tool_responses
+        if agent_name is None and request.method == "GET" and not suffix and loops is not None:
+            record = await run_in_threadpool(loops.find, project, caller, response_id)
+            if record is not None:
+                return JSONResponse(record.response)
         # Its session is gone (deleted, or its version): the adapter stored it in the project (api/storage.py).
         return await answer_from_store(request, project, agent_name, response_id, caller, suffix)
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "api-version"])
