@@ -50,8 +50,8 @@ from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox
 from dockyard.store.sessions import SessionStore
 from dockyard.store.stored_responses import StoredResponses
-from dockyard.store.toolboxes import ToolboxStore
 from dockyard.store.tool_responses import ToolResponseStore
+from dockyard.store.toolboxes import ToolboxStore
 from dockyard.store.traces import TraceStore
 from dockyard.store.vector_stores import VectorStoreRepository
 from dockyard.tools.kinds import ToolDependencies, build_tool_kinds
