@@ -123,9 +123,17 @@ def test_computes_a_real_value_and_returns_the_file_it_wrote(kind: CodeInterpret
     assert not any("454396537" in line for line in calls.lines)  # the log says what ran, not what it printed
 
 
+def test_a_last_bare_expression_is_shown_as_in_a_notebook(calls: Calls) -> None:
+    outcome = calls.run("x = 17\nx * 23")
+    assert outcome.item["outputs"] == [{"type": "logs", "logs": "391\n"}]
+    assert calls.run("None").item["outputs"] == []
+    broken = calls.run("def f(:\n    pass")
+    assert broken.item["status"] == "failed" and "SyntaxError" in broken.item["outputs"][0]["logs"]
+
+
 def test_a_png_written_is_an_image_output_too(calls: Calls) -> None:
     png = (b"\x89PNG\r\n\x1a\n" + bytes(range(16))).hex()
-    outcome = calls.run(f"open('plot.png', 'wb').write(bytes.fromhex('{png}'))")
+    outcome = calls.run(f"with open('plot.png', 'wb') as out:\n    out.write(bytes.fromhex('{png}'))")
     (image,) = outcome.item["outputs"]
     assert image["type"] == "image"
     assert base64.b64decode(image["url"].removeprefix("data:image/png;base64,")) == bytes.fromhex(png)

@@ -148,7 +148,7 @@ def _inner(spec: dict[str, Any], output: int) -> None:
     os.dup2(output, 1)
     os.dup2(output, 2)
     os.closerange(3, 65536)
-    os.execve(spec["python"], [spec["python"], "-I", "-c", spec["code"]], spec["env"])
+    os.execve(spec["python"], [spec["python"], *spec["arguments"]], spec["env"])
 
 
 def _relay(spec: dict[str, Any], groups: list[Path], output: int) -> None:

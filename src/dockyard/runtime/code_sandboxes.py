@@ -45,6 +45,28 @@ _ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR"
                 "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
 
 
+# What runs the code: like a notebook cell, the value of a last bare expression is printed (`17 * 23` shows
+# 391), as OpenAI's interpreter shows it; small models often write just the expression. The code arrives
+# as sys.argv[1] and runs as __main__; its tracebacks name it "<code>".
+RUNNER = (
+    "import ast, sys\n"
+    "source = sys.argv.pop(1)\n"
+    "tree = ast.parse(source, '<code>')\n"
+    "last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None\n"
+    "scope = {'__name__': '__main__', '__builtins__': __builtins__}\n"
+    "exec(compile(tree, '<code>', 'exec'), scope)\n"
+    "if last is not None:\n"
+    "    value = eval(compile(ast.Expression(last.value), '<code>', 'eval'), scope)\n"
+    "    if value is not None:\n"
+    "        print(repr(value))\n"
+)
+
+
+def python_arguments(code: str) -> list[str]:
+    """The interpreter's arguments after its path: isolated mode (no environment, no user site), the runner."""
+    return ["-I", "-c", RUNNER, code]
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     timeout_seconds: float = 30.0
@@ -109,7 +131,8 @@ class ProcessSandbox:
 
     def run(self, code: str, data: Path, limits: SandboxLimits) -> RunResult:
         spec = {
-            "python": str(self.python), "code": code, "data": str(data.resolve()), "hide": self.hide,
+            "python": str(self.python), "arguments": python_arguments(code), "data": str(data.resolve()),
+            "hide": self.hide,
             "memory_bytes": limits.memory_bytes, "cpu": limits.cpu, "pids": limits.pids,
             "timeout_seconds": limits.timeout_seconds, "output_bytes": limits.output_bytes,
             "file_bytes": limits.file_bytes, "tmp_bytes": limits.tmp_bytes,
@@ -164,7 +187,7 @@ class ContainerSandbox:
         mode = "rw,U" if self.engine.is_podman else "rw"
         try:
             container = self.client.containers.create(
-                self.image, entrypoint=["python3"], command=["-I", "-c", code], working_dir=DATA_PATH,
+                self.image, entrypoint=["python3"], command=python_arguments(code), working_dir=DATA_PATH,
                 user=f"{NOBODY}:{NOBODY}", environment=_ENVIRONMENT,
                 labels={CODE_LABEL: self.instance_id},
                 volumes={str(data.resolve()): {"bind": DATA_PATH, "mode": mode}},

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from dockyard.tools.kinds import ToolDependencies
 
 TYPE = "code_interpreter"
-# The longest code one call may carry (it travels as one argument: the kernel's limit is 128 KiB).
-MAX_CODE_CHARS = 100_000
+# The longest code one call may carry, in UTF-8 bytes (it travels as one argument: the kernel's limit is 128 KiB).
+MAX_CODE_BYTES = 100_000
 # What the model reads back of the output: small models have small contexts.
 MODEL_OUTPUT_CHARS = 4000
 # PNGs written by a run are shown as image outputs (data URLs) up to this size; bigger ones stay files.
@@ -161,10 +161,13 @@ class CodeInterpreterTool:
         if not isinstance(code, str) or not code.strip():
             ctx.log(f"code_interpreter: call {call_id} refused: no code")
             return ToolOutcome(item, "Error: the code_interpreter call needs a non-empty 'code' string of Python.")
-        if len(code) > MAX_CODE_CHARS:
-            ctx.log(f"code_interpreter: call {call_id} refused: {len(code)} characters of code")
-            return ToolOutcome(item, f"Error: the code is {len(code)} characters; at most {MAX_CODE_CHARS} may run "
-                               "at once. Write it in smaller pieces, saving intermediate results in /mnt/data.")
+        size = len(code.encode(errors="replace"))
+        if size > MAX_CODE_BYTES or "\x00" in code:
+            ctx.log(f"code_interpreter: call {call_id} refused: {size} bytes of code")
+            why = (f"the code is {size} bytes; at most {MAX_CODE_BYTES} may run at once. Write it in smaller "
+                   "pieces, saving intermediate results in /mnt/data." if size > MAX_CODE_BYTES
+                   else "the code contains a NUL character, which Python source cannot.")
+            return ToolOutcome(item, f"Error: {why}")
         limits = self.kind.limits
         if container.memory_limit in MEMORY_LIMITS:
             limits = SandboxLimits(**{**limits.__dict__, "memory_bytes": MEMORY_LIMITS[container.memory_limit]})
