@@ -82,7 +82,8 @@ def store(clients: dict[str, openai.OpenAI]) -> tuple[str, str, str]:
     return vector_store.id, lighthouse, bread
 
 
-def test_files_round_trip_through_the_openai_client(clients: dict[str, openai.OpenAI]) -> None:
+def test_files_round_trip_through_the_openai_client(dockyard: DockyardProcess, tls: ssl.SSLContext,
+                                                    clients: dict[str, openai.OpenAI]) -> None:
     alice = clients["alice"]
     data = b"col,value\nanswer,42\n"
     created = alice.files.create(file=("table.csv", data), purpose="user_data")
@@ -90,6 +91,10 @@ def test_files_round_trip_through_the_openai_client(clients: dict[str, openai.Op
     assert created.id in [f.id for f in alice.files.list(purpose="user_data")]
     assert alice.files.retrieve(created.id).filename == "table.csv"
     assert alice.files.content(created.id).read() == data
+    # 2.0.0b3's client reaches the same files at {project}/openai with its api-version.
+    older = httpx.get(f"{dockyard.endpoint}/openai/files", params={"api-version": "2025-11-15-preview"}, verify=tls,
+                      headers={"Authorization": f"Bearer {alice.api_key}"})
+    assert created.id in [f["id"] for f in older.json()["data"]], older.text
     assert alice.files.delete(created.id).deleted is True
     with pytest.raises(openai.NotFoundError):
         alice.files.retrieve(created.id)
@@ -190,9 +195,11 @@ def test_the_model_searches_through_the_loop_and_cites_the_file(clients: dict[st
         clients["bob"].responses.create(model="local", input="lighthouse keeper?", max_output_tokens=16,
                                         tools=[{"type": "file_search", "vector_store_ids": [vector_store]}])
     response = clients["alice"].responses.create(
-        model="local", input="Who is the lighthouse keeper of Skerry Point?", max_output_tokens=64,
+        model="local", input="Who is the lighthouse keeper of Skerry Point?", max_output_tokens=96, temperature=0,
         tools=[{"type": "file_search", "vector_store_ids": [vector_store], "max_num_results": 2}],
-        tool_choice={"type": "file_search"}, include=["file_search_call.results"])
+        # One search, then the model must answer with no tools offered (the 270M model's free-form second
+        # turn otherwise sometimes half-writes a call llama.cpp cannot parse).
+        tool_choice={"type": "file_search"}, max_tool_calls=1, include=["file_search_call.results"])
     calls = [item for item in response.output if item.type == "file_search_call"]
     assert calls, response.output
     call = calls[0]
@@ -201,4 +208,5 @@ def test_the_model_searches_through_the_loop_and_cites_the_file(clients: dict[st
     assert "Albertine Vossberg" in (call.results[0].text or "")
     cited = [a for item in response.output if item.type == "message" for part in item.content
              if part.type == "output_text" for a in part.annotations if a.type == "file_citation"]
-    assert [(a.file_id, a.filename) for a in cited] == [(lighthouse, "lighthouse.md")]
+    assert cited[0].file_id == lighthouse and cited[0].filename == "lighthouse.md"
+    assert {a.file_id for a in cited} <= {r.file_id for r in call.results}

@@ -165,3 +165,23 @@ def test_index_files_are_replaced_whole(world: World, tmp_path: Path) -> None:
     store = world.store_with(world.upload("a.md", b"alpha beta gamma"))
     folder = world.search.repository.index(store).folder
     assert [p.name for p in folder.iterdir()] == ["index.usearch"]  # no temporary files left behind
+
+
+def test_files_a_stop_left_in_progress_are_taken_in_again(world: World) -> None:
+    repository = world.search.repository
+    file_id = world.upload("later.md", b"The ferry to Skerry Point leaves at nine.")
+    store = repository.create("default", ALICE.owner, name="later", expires_after=None, metadata={},
+                              embedding_deployment=LOCAL_EMBEDDINGS)
+    # Recorded but never started, as when dockyard stops between the two.
+    repository.add_file("default", ALICE.owner, store.id, file_id, chunking_strategy=ChunkingStrategy(200, 0).to_wire(),
+                        attributes={})
+
+    async def resume() -> int:
+        count = world.search.resume()
+        await world.search.wait_idle()
+        return count
+
+    assert world.run(resume()) == 1
+    assert repository.get_file("default", ALICE.owner, store.id, file_id).status == "completed"
+    [result] = world.run(world.search.search("default", ALICE.owner, [store.id], ["when does the ferry leave"]))
+    assert result.file_id == file_id and result.text == "The ferry to Skerry Point leaves at nine."
