@@ -24,7 +24,7 @@ MODEL_STAMP := $(VENV)/.installed-local-model
 UP_ARGS :=
 endif
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-docker lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,14 @@ run: $(VENV)/.installed-run $(MODEL_STAMP)
 
 test: $(VENV)/.installed-dev $(MODEL_STAMP)
 	DOCKYARD_REQUIRE_ENGINE=$(REQUIRE_ENGINE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The engine tests marked docker_too, against docker instead of podman: Debian's dockerd, which
+# ci/setup-docker.sh starts beside podman (images still build with podman and reach docker through the
+# tests' registries). CI runs it after `make test`.
+DOCKER_ENGINE ?= unix:///var/run/docker.sock
+test-docker: $(VENV)/.installed-dev
+	DOCKER_HOST=$(DOCKER_ENGINE) DOCKYARD_REQUIRE_ENGINE=$(REQUIRE_ENGINE) $(BIN)/python -m pytest -m docker_too \
+	  tests/e2e/engine $(PYTEST_ARGS)
 
 # ruff over code, tests and benchmarks; mypy over src/ (both configured in pyproject.toml). CI runs it.
 # Test modules need unique names: tests/ has no packages, and pytest refuses two test_x.py at collection.
