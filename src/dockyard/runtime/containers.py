@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import resource
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -373,7 +374,7 @@ class ContainersRuntime:
         code: dict[str, Any] = {}
         if workload.code is not None:
             code = _code_container(workload.code, deps, environment, volumes)
-        return self.client.containers.create(
+        container = self.client.containers.create(
             workload.image,
             name=name,
             labels=self._labels(workload),
@@ -396,6 +397,22 @@ class ContainersRuntime:
             log_config=self._log_config(),
             detach=True,
         )
+        if workload.key.session and not self.engine.is_podman:
+            self._open_volume_to_user(container)
+        return container
+
+    def _open_volume_to_user(self, container: Container) -> None:
+        """Let the agent write its session state (AGENTSERVER_STATE_ROOT) whatever user its image runs as.
+
+        podman's `U` hands the volume to the container's user; docker makes a new volume's root root's 0755
+        (unless the image has the mount point), so an adapter running as a user of its own could not make its
+        state folder ("Permission denied: '/session/agentserver'"). docker's `copyUIDGID` cannot resolve a
+        numeric user the host does not know, and it will not change the root itself through an archive, so the
+        state folder is made here, 1777 as /tmp is: anyone in this one sandbox may make entries, each its own.
+        """
+        header = tarfile.TarInfo("agentserver")
+        header.type, header.mode, header.mtime = tarfile.DIRTYPE, 0o1777, int(time.time())
+        container.put_archive(SESSION_STATE_PATH, header.tobuf() + b"\0" * 1024)
 
     def _ensure_volume(self, workload: Workload) -> None:
         name = _session_volume(workload.key)
