@@ -41,6 +41,7 @@ def session_containers(agent_name: str) -> list[Any]:
     return [c for c in found if c.labels.get(f"{DOCKYARD_LABEL}.session")]
 
 
+@pytest.mark.docker_too
 def test_responses_through_both_2x_bases(project: AIProjectClient, agent: str) -> None:
     by_agent = project.get_openai_client(agent_name=agent).responses.create(input="hello there")
     assert by_agent.output_text == "echo: hello there"
@@ -49,6 +50,7 @@ def test_responses_through_both_2x_bases(project: AIProjectClient, agent: str) -
     assert by_reference.output_text == "echo: by reference"
 
 
+@pytest.mark.docker_too
 def test_streaming_relays_each_event_as_emitted(project: AIProjectClient, agent: str,
                                                 server: DockyardProcess) -> None:
     stream = project.get_openai_client(agent_name=agent).responses.create(input="one two three four", stream=True)
@@ -166,6 +168,7 @@ def test_bad_input_is_refused_without_leaking_internals(server: DockyardProcess,
             assert "127.0.0.1:" not in text and "Traceback" not in text and "10.88." not in text
 
 
+@pytest.mark.docker_too
 def test_legacy_sdk_openai_client(server: DockyardProcess, agent: str) -> None:
     from support.legacy_venv import legacy_python
 
@@ -185,6 +188,7 @@ print(json.dumps({{"text": answer.output_text}}))
     assert json.loads(result.stdout) == {"text": "echo: from 2.0.0b3"}
 
 
+@pytest.mark.docker_too
 def test_sessions_api_and_traffic_settings_through_the_sdk(project: AIProjectClient, image: str) -> None:
     from azure.ai.projects.models import (
         AgentEndpointConfig,
@@ -260,6 +264,7 @@ def test_live_sessions_block_a_delete_unless_forced(project: AIProjectClient, im
     assert session_containers(name) == [], session
 
 
+@pytest.mark.docker_too
 def test_invocations_are_relayed_streaming_included(project: AIProjectClient, server: DockyardProcess,
                                                    image: str) -> None:
     name = deploy(project, image, env={"ECHO_PROTOCOL": "invocations", "ECHO_WORD_DELAY_SECONDS": "0.3"},
@@ -288,6 +293,7 @@ def test_invocations_are_relayed_streaming_included(project: AIProjectClient, se
     assert len([c for c in session_containers(name) if c.labels[f"{DOCKYARD_LABEL}.session"] == session]) == 1
 
 
+@pytest.mark.docker_too
 def test_a_sandbox_killed_mid_stream_ends_the_stream_with_an_error_event(project: AIProjectClient, agent: str,
                                                                           server: DockyardProcess) -> None:
     """Before, the client saw a broken chunked read and no event saying why (issue 13)."""

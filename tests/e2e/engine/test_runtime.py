@@ -205,6 +205,7 @@ def test_memory_past_the_limit_is_killed_and_reported(client: AIProjectClient, i
     assert "memory limit (1Gi" in failed["error"]["message"] and "137" in failed["error"]["message"]
 
 
+@pytest.mark.docker_too
 def test_log_stream_relays_the_container_output(client: AIProjectClient, server: DockyardProcess,
                                                 images: dict[str, str]) -> None:
     name = unique("logs")
@@ -281,6 +282,7 @@ def test_kill_nine_then_restart_adopts_running_containers(
     assert [v.status for v in restarted.agents.list_versions(agent_name=name)] == ["active", "active"]
 
 
+@pytest.mark.docker_too
 def test_legacy_sdk_version_runs(server: DockyardProcess, images: dict[str, str]) -> None:
     from support.legacy_venv import legacy_python
 

@@ -41,6 +41,7 @@ def containers_of(agent_name: str) -> list[object]:
     return client.containers.list(all=True, filters={"label": f"{DOCKYARD_LABEL}.agent={agent_name}"})
 
 
+@pytest.mark.docker_too
 def test_a_stop_right_after_a_forced_delete_leaves_no_container(server: DockyardProcess, image: str) -> None:
     name = running_agent_with_a_session(server, image)
     assert len(containers_of(name)) == 2  # the version's own and the session's
@@ -71,6 +72,7 @@ def running_agent_with_a_session(server: DockyardProcess, image: str) -> str:
     return name
 
 
+@pytest.mark.docker_too
 def test_down_removes_this_homes_sandboxes_and_purge_their_volumes(server: DockyardProcess, image: str) -> None:
     name = running_agent_with_a_session(server, image)
     instance = (server.home / "instance-id").read_text().strip()
@@ -88,6 +90,7 @@ def test_down_removes_this_homes_sandboxes_and_purge_their_volumes(server: Docky
     assert volumes_of(instance) == []
 
 
+@pytest.mark.docker_too
 def test_prune_removes_what_a_removed_home_left_and_nothing_else(tmp_path: Path, server: DockyardProcess,
                                                                  image: str) -> None:
     # Not engine_dockyard: its clean-up would remove exactly what this test needs left behind.
