@@ -45,6 +45,9 @@ class Metrics:
         self.pulls = Counter("dockyard_image_pulls", "Image pull attempts of the containers runtime, by outcome "
                              "(pulled, failed); an image already present is not pulled.", ["outcome"],
                              registry=self.registry)
+        self.builds = Counter("dockyard_dependency_builds", "remote_build dependency installs of code-based versions, "
+                              "by outcome (built, cached: already built for that Python, failed).", ["outcome"],
+                              registry=self.registry)
         self.registry.register(_StoreCollector(sessions, versions))
 
     def call_finished(self, call: GatewayCall, seconds: float) -> None:

@@ -19,8 +19,9 @@ import pytest
 
 from dockyard.domain.code_runtimes import REMOTE_BUILD_FAILED
 from dockyard.domain.errors import BadRequest
+from dockyard.runtime import python_runtimes
 from dockyard.runtime.base import CodeWorkload, RuntimeFailure
-from dockyard.runtime.python_runtimes import HostPythons, PreparedCode, runtime_image
+from dockyard.runtime.python_runtimes import HostPythons, PreparedCode, build_once, runtime_image
 
 OWN = Path(getattr(sys, "_base_executable", "") or sys.executable).resolve()
 OWN_VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -212,6 +213,27 @@ def test_remote_build_installs_requirements_once_then_reuses_them(only_own: Host
     assert built.stat().st_mtime_ns == stamp
     # The build is the only thing in the cache besides its lock: no temporary directory left behind.
     assert cache_entries(only_own) == sorted([built.name, f"{built.name}.lock"])
+
+
+def test_every_build_reports_its_outcome_for_the_metrics(tmp_path: Path) -> None:
+    outcomes: list[str] = []
+    python_runtimes.on_build(outcomes.append)
+
+    def fill(target: Path) -> None:
+        (target / "installed").write_text("yes")
+
+    def fail(target: Path) -> None:
+        raise RuntimeError("pip failed")
+
+    try:
+        built, fresh = build_once(tmp_path, "one", fill)
+        assert fresh and (built / "installed").read_text() == "yes"
+        assert build_once(tmp_path, "one", fail) == (built, False)  # already there: the build is not run
+        with pytest.raises(RuntimeError):
+            build_once(tmp_path, "two", fail)
+    finally:
+        python_runtimes.on_build(None)
+    assert outcomes == ["built", "cached", "failed"]
 
 
 def test_a_requirement_that_does_not_resolve_fails_with_pips_last_lines(only_own: HostPythons, tree: Path) -> None:

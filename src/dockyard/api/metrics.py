@@ -2,7 +2,8 @@
 
 The counters themselves are dockyard.metrics; this wires the reporters to them: the gateway's finished
 calls and cold starts (counted on the trace writer's thread), the model relay's usage objects (tokens per
-deployment; an answer without one counts none), and the containers runtime's pulls. Not counted yet: builds.
+deployment; an answer without one counts none), the containers runtime's pulls, and both runtimes'
+dependency builds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dockyard.api.dependencies import Services, authenticate_operator, services
 from dockyard.gateway import tracing
 from dockyard.gateway.tracing import GatewayCall
 from dockyard.models import relay
-from dockyard.runtime import containers
+from dockyard.runtime import containers, python_runtimes
 from dockyard.store.traces import SpanRecord, TraceWriter
 
 router = APIRouter()
@@ -31,6 +32,7 @@ def gateway_call_finished(services: Services, writer: TraceWriter | None) -> Cal
     tracing.on_cold_start(counted.cold_start)
     relay.on_usage(counted.tokens_used)
     containers.on_pull(lambda outcome: counted.pulls.labels(outcome).inc())
+    python_runtimes.on_build(lambda outcome: counted.builds.labels(outcome).inc())
 
     def count_and_trace(call: GatewayCall, end_ns: int) -> list[SpanRecord]:
         counted.call_finished(call, (end_ns - call.start_ns) / 1e9)

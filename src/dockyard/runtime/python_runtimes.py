@@ -287,10 +287,12 @@ def build_once(root: Path, key: str, build: Callable[[Path], None]) -> tuple[Pat
     """
     final = root / key
     if final.is_dir():
+        _built("cached")
         return final, False
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / f"{key}.lock"):
         if final.is_dir():  # built by whoever held the lock before us
+            _built("cached")
             return final, False
         for stale in root.glob(f".{key}.*"):  # left by a build that crashed: never complete
             shutil.rmtree(stale, ignore_errors=True)
@@ -301,8 +303,25 @@ def build_once(root: Path, key: str, build: Callable[[Path], None]) -> tuple[Pat
             os.rename(building, final)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
+            _built("failed")
             raise
+    _built("built")
     return final, True
+
+
+# Hook: each dependency build's outcome, "built", "cached" or "failed" (api/metrics.py counts them). Both
+# runtimes build through build_once, so one hook sees every remote_build.
+_on_build: Callable[[str], None] | None = None
+
+
+def on_build(callback: Callable[[str], None] | None) -> None:
+    global _on_build
+    _on_build = callback
+
+
+def _built(outcome: str) -> None:
+    if _on_build is not None:
+        _on_build(outcome)
 
 
 @dataclass(frozen=True)
