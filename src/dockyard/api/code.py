@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from dockyard.api import multipart
 from dockyard.api.dependencies import parse_json_object, project, services, wire_shape
 from dockyard.api.schemas import CreateVersionRequest, answers, validated
 from dockyard.domain import code_archives
 from dockyard.domain.definitions import WireShape
 from dockyard.domain.errors import BadRequest, PayloadTooLarge
 from dockyard.store.code_bundles import CodeBundles, Incoming
-
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
 
 # Mounted by api/agents.py under its prefix and operator check, beside the versions it serves.
 router = APIRouter()
@@ -57,53 +54,22 @@ async def receive_upload(request: Request, bundles: CodeBundles) -> tuple[dict[s
     boundary = options.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart/form-data Content-Type has no boundary.", code="InvalidRequestBody")
-    limit = code_archives.MAX_UPLOAD_BYTES + MAX_METADATA_BYTES + _FRAMING_BYTES
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise code_archives.upload_too_large()
     form = _UploadForm(bundles)
-    try:
-        parser = MultipartParser(boundary, form.callbacks(), max_size=limit)
-        received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:  # the parts have limits of their own; this bounds what lies around them
-                raise code_archives.upload_too_large()
-            if chunk:
-                await run_in_threadpool(parser.write, chunk)
-        parser.finalize()
-    except (FormParserError, ValueError) as exc:
-        form.discard()
-        raise BadRequest(f"The multipart/form-data body cannot be parsed ({exc}).", code="InvalidRequestBody") from None
-    except BaseException:
-        form.discard()
-        raise
+    await multipart.receive(request, form, boundary,
+                            code_archives.MAX_UPLOAD_BYTES + MAX_METADATA_BYTES + _FRAMING_BYTES,
+                            code_archives.upload_too_large)
     return form.finish()
 
 
-class _UploadForm:
-    """The parser's callbacks: each part's headers, then its bytes to memory (metadata) or to disk (code)."""
+class _UploadForm(multipart.StreamedForm):
+    """A create_version_from_code body: the metadata part to memory, the code part to disk."""
 
     def __init__(self, bundles: CodeBundles) -> None:
+        super().__init__()
         self.bundles = bundles
         self.metadata: bytearray | None = None
         self.code: Incoming | None = None
-        self.ended = False
-        self._headers: dict[str, str] = {}
-        self._field = bytearray()
-        self._value = bytearray()
         self._part: str | None = None
-
-    def callbacks(self) -> MultipartCallbacks:
-        return {
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._part_data,
-            "on_end": self._end,
-        }
 
     def finish(self) -> tuple[dict[str, Any], Incoming]:
         missing = [name for name, value in zip(PARTS, (self.metadata, self.code), strict=True) if value is None]
@@ -128,18 +94,7 @@ class _UploadForm:
         if self.code is not None:
             self.code.discard()
 
-    def _part_begin(self) -> None:
-        self._headers = {}
-        self._part = None
-
-    def _header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").strip().lower()] = self._value.decode("latin-1").strip()
-        self._field.clear()
-        self._value.clear()
-
-    def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get("content-disposition"))
-        name = options.get(b"name", b"").decode("latin-1")
+    def begin_part(self, name: str, filename: str | None) -> None:
         if name not in PARTS:
             raise BadRequest(
                 f"Unexpected multipart part {name!r}: create_version_from_code sends only 'metadata' and 'code'.",
@@ -153,22 +108,19 @@ class _UploadForm:
             self.code = self.bundles.receive()
         self._part = name
 
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
+    def part_data(self, data: bytes) -> None:
         if self._part == "code":
             assert self.code is not None
-            self.code.write(data[start:end])
+            self.code.write(data)
         elif self._part == "metadata":
             assert self.metadata is not None
-            self.metadata.extend(data[start:end])
+            self.metadata.extend(data)
             if len(self.metadata) > MAX_METADATA_BYTES:
                 raise PayloadTooLarge(
                     f"The 'metadata' part is larger than {MAX_METADATA_BYTES} bytes; it holds only the definition, "
                     "description and metadata.",
                     code="RequestBodyTooLarge",
                 )
-
-    def _end(self) -> None:
-        self.ended = True
 
 
 async def create_version_from_code(request: Request, project: str, agent_name: str) -> Any:

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from dockyard.api import multipart
 from dockyard.api.dependencies import caller_of, services
 from dockyard.api.inference import authenticate_inference
 from dockyard.domain.errors import BadRequest, DockyardError, NotFound, ServiceUnavailable
 from dockyard.identity.ownership import USER_IDENTITY_HEADER, Caller
 from dockyard.store.files import MAX_LIST_LIMIT, FileStore, Incoming, file_too_large
-
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
 
 project_router = APIRouter(prefix="/api/projects/{project}")
 
@@ -52,53 +48,27 @@ def inference_caller(request: Request, project: str) -> Caller:
     return caller_of(principal, request.headers.get(USER_IDENTITY_HEADER))
 
 
-class _UploadForm:
-    """Parser callbacks: `file` to an Incoming file on disk, the other fields (small) to memory."""
+class _UploadForm(multipart.StreamedForm):
+    """A files.create body: `file` to an Incoming file on disk, the other fields (small) to memory."""
 
     def __init__(self, files: FileStore, limit: int) -> None:
+        super().__init__()
         self.files = files
         self.limit = limit
         self.fields: dict[str, bytearray] = {}
         self.file: Incoming | None = None
         self.filename: str | None = None
-        self.ended = False
-        self._headers: dict[str, str] = {}
-        self._field = bytearray()
-        self._value = bytearray()
         self._part: str | None = None
-
-    def callbacks(self) -> MultipartCallbacks:
-        return {
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._part_data,
-            "on_end": self._end,
-        }
 
     def discard(self) -> None:
         if self.file is not None:
             self.file.discard()
 
-    def _part_begin(self) -> None:
-        self._headers = {}
-        self._part = None
-
-    def _header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").strip().lower()] = self._value.decode("latin-1").strip()
-        self._field.clear()
-        self._value.clear()
-
-    def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get("content-disposition"))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
+    def begin_part(self, name: str, filename: str | None) -> None:
         if name == "file":
             if self.file is not None:
                 raise BadRequest("The upload has more than one 'file' part.", code="InvalidRequestBody", param="file")
-            raw = options.get(b"filename")
-            self.filename = raw.decode("utf-8", "replace") if raw is not None else None
+            self.filename = filename
             self.file = self.files.receive(self.limit)
         elif len(self.fields) > 16:
             raise BadRequest("The upload has too many form fields.", code="InvalidRequestBody")
@@ -106,49 +76,26 @@ class _UploadForm:
             self.fields[name] = bytearray()
         self._part = name
 
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
+    def part_data(self, data: bytes) -> None:
         if self._part == "file":
             assert self.file is not None
-            self.file.write(data[start:end])
+            self.file.write(data)
         elif self._part is not None:
             value = self.fields[self._part]
-            value.extend(data[start:end])
+            value.extend(data)
             if len(value) > _FIELD_BYTES:
                 raise BadRequest(f"The form field {self._part!r} is too long.", code="InvalidRequestBody",
                                  param=self._part)
 
-    def _end(self) -> None:
-        self.ended = True
-
 
 async def _receive(request: Request, files: FileStore, limit: int) -> _UploadForm:
-    content_type, options = parse_options_header(request.headers.get("content-type"))
-    boundary = options.get(b"boundary")
-    if content_type != b"multipart/form-data" or not boundary:
+    boundary = multipart.boundary_of(request)
+    if boundary is None:
         raise BadRequest("Upload a file as multipart/form-data with a 'file' part and a 'purpose' field "
                          "(client.files.create(file=..., purpose='assistants')).", code="InvalidRequestBody")
-    whole = limit + _FRAMING_BYTES + 16 * _FIELD_BYTES
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > whole:
-        raise file_too_large(limit)
     form = _UploadForm(files, limit)
-    try:
-        parser = MultipartParser(boundary, form.callbacks(), max_size=whole)
-        received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > whole:
-                raise file_too_large(limit)
-            if chunk:
-                await run_in_threadpool(parser.write, chunk)
-        parser.finalize()
-    except (FormParserError, ValueError) as exc:
-        form.discard()
-        raise BadRequest(f"The multipart/form-data body cannot be parsed ({exc}).",
-                         code="InvalidRequestBody") from None
-    except BaseException:
-        form.discard()
-        raise
+    await multipart.receive(request, form, boundary, limit + _FRAMING_BYTES + 16 * _FIELD_BYTES,
+                            lambda: file_too_large(limit))
     if not form.ended or form.file is None:
         form.discard()
         raise BadRequest("The upload has no 'file' part (or ended early).", code="InvalidRequestBody", param="file")
