@@ -54,7 +54,8 @@ from dockyard.store.tool_responses import ToolResponseStore
 from dockyard.store.toolboxes import ToolboxStore
 from dockyard.store.traces import TraceStore
 from dockyard.store.vector_stores import VectorStoreRepository
-from dockyard.tools.kinds import ToolDependencies, build_tool_kinds
+from dockyard.tools.dependencies import ToolDependencies
+from dockyard.tools.kinds import build_tool_kinds
 from dockyard.tools.vector_search import VectorSearch
 
 log = logging.getLogger("dockyard.server")

@@ -28,7 +28,7 @@ from dockyard.store.database import migrate, open_engine, sqlite_url
 from dockyard.store.files import FileStore
 from dockyard.tools.base import ToolContext, ToolOutcome
 from dockyard.tools.code_interpreter import CodeInterpreterKind, CodeInterpreterTool
-from dockyard.tools.kinds import ToolDependencies
+from dockyard.tools.dependencies import ToolDependencies
 
 ALICE = Caller(subject="user:alice", user=None, operator=False, oid="alice")
 BOB = Caller(subject="user:bob", user=None, operator=False, oid="bob")

@@ -38,7 +38,7 @@ from dockyard.tools.base import FunctionSpec, ToolContext, ToolOutcome
 from dockyard.tools.code_containers import CodeContainer, ContainerFile, ContainerStore
 
 if TYPE_CHECKING:
-    from dockyard.tools.kinds import ToolDependencies
+    from dockyard.tools.dependencies import ToolDependencies
 
 TYPE = "code_interpreter"
 # The longest code one call may carry, in UTF-8 bytes (it travels as one argument: the kernel's limit is 128 KiB).

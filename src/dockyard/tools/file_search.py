@@ -21,7 +21,7 @@ from dockyard.tools.base import FunctionSpec, ToolContext, ToolOutcome
 from dockyard.tools.vector_search import MAX_RESULTS, SearchResult, VectorSearch, check_filters
 
 if TYPE_CHECKING:
-    from dockyard.tools.kinds import ToolDependencies
+    from dockyard.tools.dependencies import ToolDependencies
 
 FUNCTION = "file_search"
 DEFAULT_MAX_RESULTS = 10

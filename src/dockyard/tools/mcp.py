@@ -40,7 +40,7 @@ from dockyard.tools.base import FUNCTION_NAME_LIMIT, FunctionSpec, ToolContext, 
 
 if TYPE_CHECKING:
     from dockyard.models.catalog import Catalog
-    from dockyard.tools.kinds import ToolDependencies
+    from dockyard.tools.dependencies import ToolDependencies
 
 FUNCTION_PREFIX = "mcp__"
 MCP_SERVER_UNAVAILABLE = "McpServerUnavailable"
