@@ -21,7 +21,6 @@ import uvicorn
 
 from dockyard.api.app import create_app
 from dockyard.api.dependencies import Services
-from dockyard.api.identity import IDENTITY_PATH
 from dockyard.console.auth import ConsoleAuth
 from dockyard.control_plane import ControlPlane
 from dockyard.domain.admission import Admission, Budget, budget_from, read_machine
@@ -40,7 +39,7 @@ from dockyard.runtime.engine import INSTALL_HINT, Engine, find_engine, host_addr
 from dockyard.runtime.environment import PlatformEnvironment
 from dockyard.runtime.processes import ProcessRuntime
 from dockyard.runtime.python_runtimes import HostPythons
-from dockyard.settings import Settings, base_url
+from dockyard.settings import IDENTITY_PATH, Settings, base_url
 from dockyard.store.agents import AgentStore
 from dockyard.store.code_bundles import CodeBundles
 from dockyard.store.database import migrate, open_engine, sqlite_url

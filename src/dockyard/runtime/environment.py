@@ -38,10 +38,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dockyard.api.identity import IDENTITY_PATH
 from dockyard.domain.errors import NotFound
 from dockyard.identity.agents import agent_identity_header
 from dockyard.models.deployments import CONNECTION_NOT_FOUND, ProjectConnection, resolve_references
+from dockyard.settings import IDENTITY_PATH
 from dockyard.store.agents import DesiredVersion
 
 # (project, connection name) -> the connection, or NotFound (code ConnectionNotFound).
