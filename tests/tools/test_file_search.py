@@ -24,6 +24,7 @@ from dockyard.store.files import FileStore
 from dockyard.store.vector_stores import VectorStoreRepository
 from dockyard.tools.base import ToolContext
 from dockyard.tools.file_search import FileSearchKind
+from dockyard.tools.loop import Turn, run_to_end
 from dockyard.tools.vector_search import VectorSearch
 
 pytestmark = pytest.mark.local_model
@@ -147,6 +148,53 @@ def test_the_tool_cites_the_file_and_keeps_to_its_caller(world: World) -> None:
     assert caught.value.code == "VectorStoreNotFound"
     failed = world.run(other.run(ctx, "file_search", {"query": "lighthouse"}, "c4"))
     assert failed.item["status"] == "failed" and failed.item["results"] is None
+
+
+def test_through_the_loop_results_only_when_included_and_each_file_cited_once(world: World) -> None:
+    lighthouse = world.upload("keeper-loop.md", LIGHTHOUSE.encode())
+    bread = world.upload("bread-loop.md", BREAD.encode())
+    store = world.store_with(lighthouse, bread)
+    kinds = {"file_search": FileSearchKind(SimpleNamespace(vector_search=world.search))}  # type: ignore[arg-type]
+
+    def answer(output: dict[str, Any]) -> dict[str, Any]:
+        return {"output": [output], "status": "completed", "model": "scripted",
+                "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+
+    def search(query: str, call_id: str) -> dict[str, Any]:
+        return answer({"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": "file_search",
+                       "arguments": f'{{"query": "{query}"}}', "status": "completed"})
+
+    def respond(include: list[str] | None) -> dict[str, Any]:
+        # The model (the loop's own call_model input, scripted): two searches, then its answer.
+        script = [search("lighthouse keeper", "c1"), search("the keeper who lights the lamp", "c2"),
+                  answer({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                          "content": [{"type": "output_text", "text": "Albertine Vossberg.", "annotations": []}]})]
+
+        async def call_model(body: dict[str, Any]) -> dict[str, Any]:
+            return script.pop(0)
+
+        body: dict[str, Any] = {"model": "scripted", "input": "who keeps the lighthouse?",
+                                "tools": [{"type": "file_search", "vector_store_ids": [store]}]}
+        if include is not None:
+            body["include"] = include
+        ctx = ToolContext(project="default", caller=ALICE, request_id="req-loop", log=lambda line: None)
+
+        async def go() -> dict[str, Any]:
+            turn = Turn(body=body, ctx=ctx, call_model=call_model, max_rounds=8)
+            await turn.start(kinds, None)
+            return await run_to_end(turn, None)
+
+        return world.run(go())  # type: ignore[no-any-return]
+
+    plain = respond(None)
+    calls = [item for item in plain["output"] if item["type"] == "file_search_call"]
+    assert len(calls) == 2 and all(call["results"] is None for call in calls)
+    [message] = [item for item in plain["output"] if item["type"] == "message"]
+    cited = [a["file_id"] for a in message["content"][0]["annotations"]]
+    assert lighthouse in cited and len(cited) == len(set(cited))  # two searches found it: one citation
+    included = respond(["file_search_call.results"])
+    searched = [item for item in included["output"] if item["type"] == "file_search_call"]
+    assert searched[0]["results"] and searched[0]["results"][0]["file_id"] == lighthouse
 
 
 def test_bind_checks_the_entry(world: World) -> None:

@@ -70,6 +70,10 @@ class ModelCallFailed(DockyardError):
         self.headers = headers
 
 
+# `include` value that asks for file_search_call items' results (the passages found).
+_RESULTS_INCLUDE = "file_search_call.results"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
@@ -282,6 +286,8 @@ class Turn:
         return [self._show(item) for item in [*outcome.extra_items, outcome.item]]
 
     def _show(self, item: dict[str, Any]) -> dict[str, Any]:
+        if item.get("type") == "file_search_call" and _RESULTS_INCLUDE not in (self.body.get("include") or []):
+            item = {**item, "results": None}  # as OpenAI answers: the passages only when asked for
         self.output.append(item)
         return item
 
@@ -362,7 +368,13 @@ class Turn:
             if isinstance(part, dict) and part.get("type") == "output_text":
                 end = len(part.get("text") or "")
                 placed = []
+                seen: set[tuple[Any, ...]] = set()
                 for annotation in self.annotations:
+                    # One citation a file, however many searches or runs found it.
+                    key = (annotation.get("type"), annotation.get("file_id"), annotation.get("container_id"))
+                    if key in seen:
+                        continue
+                    seen.add(key)
                     annotation = dict(annotation)
                     if annotation.get("type") == "container_file_citation":
                         annotation.setdefault("start_index", end)
