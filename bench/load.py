@@ -143,9 +143,11 @@ async def open_sessions(client: httpx.AsyncClient, url: str, token: str, names: 
     }
 
 
-async def delete_sessions(client: httpx.AsyncClient, sessions_url: str, token: str, names: list[str]) -> None:
-    await asyncio.gather(*(client.delete(f"{sessions_url}/{name}", params={"api-version": "v1"},
-                                         headers={"Authorization": f"Bearer {token}"}) for name in names))
+async def delete_sessions(client: httpx.AsyncClient, sessions_url: str, token: str, names: list[str]) -> int:
+    """Delete the batch's sessions; how many deletes answered 204."""
+    answers = await asyncio.gather(*(client.delete(f"{sessions_url}/{name}", params={"api-version": "v1"},
+                                                   headers={"Authorization": f"Bearer {token}"}) for name in names))
+    return sum(1 for answer in answers if answer.status_code == 204)
 
 
 @contextmanager
@@ -219,14 +221,14 @@ def main() -> None:
 
         admission_url = f"{server.endpoint}/admission?api-version=v1"
 
-        async def settled(http: httpx.AsyncClient) -> None:
-            """Wait until deleted sessions' sandboxes are gone from the budget (two: the version's own and the
-            load session)."""
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
+        async def settled(http: httpx.AsyncClient) -> float:
+            """Seconds until deleted sessions' sandboxes are gone from the budget (two stay: the version's own
+            and the load session); each is stopped with the engine's grace period."""
+            started = time.monotonic()
+            while time.monotonic() < started + 600:
                 used = (await http.get(admission_url, headers={"Authorization": f"Bearer {token}"})).json()
                 if used["sandboxes"] <= 2:
-                    return
+                    return time.monotonic() - started
                 await asyncio.sleep(0.5)
             raise RuntimeError(f"deleted sessions' sandboxes still count: {used}")
 
@@ -240,8 +242,8 @@ def main() -> None:
                     print(f"{size} new sessions at once…", flush=True)
                     batch = {"sessions": size, **await open_sessions(http, gateway, token, names)}
                     batches.append(batch)
-                    await delete_sessions(http, sessions_url, token, names)
-                    await settled(http)
+                    batch["deleted"] = await delete_sessions(http, sessions_url, token, names)
+                    batch["released_in_seconds"] = await settled(http)
             return batches
 
         batches = asyncio.run(sweep())
@@ -292,7 +294,8 @@ def main() -> None:
     print(f"throughput ratio gateway/direct: {sustained['throughput_ratio']:.3f}")
     for batch in batches:
         print(f"{batch['sessions']:>3} new sessions: all answered in {batch['seconds']:.1f} s, "
-              f"{batch['answered']} ok, {len(batch['errors'])} errors")
+              f"{batch['answered']} ok, {len(batch['errors'])} errors; {batch['deleted']} deleted, sandboxes gone "
+              f"{batch['released_in_seconds']:.1f} s later")
     print(f"admission: {limit['fit_by_budget']} fit, {limit['asked']} asked: {limit['answered']} answered, "
           f"{limit['refused_429']} refused with 429 (Retry-After on all: {limit['retry_after_present']}); "
           f"held: {limit['held']}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockyard.domain.admission import Sandbox
-from dockyard.domain.errors import DockyardError, NotFound
+from dockyard.domain.errors import DockyardError, NotFound, ServiceUnavailable
 from dockyard.domain.sessions import Session, SessionStatus, idle_timeout_from, validate_session_id
 from dockyard.gateway import tracing
 from dockyard.gateway.routing import pick_version
@@ -387,11 +387,23 @@ class Sandboxes:
     def stop(self, session: Session) -> None:
         self.forget(session.id)
         if self.reconciler.runtime is not None:
-            self.reconciler.runtime.stop(WorkloadKey(session.version_uid, session.id))
+            with _engine_unavailable_as_503("stopped"):
+                self.reconciler.runtime.stop(WorkloadKey(session.version_uid, session.id))
         self.sessions.set_status(session.id, SessionStatus.IDLE)
 
     def delete(self, session: Session) -> None:
         self.forget(session.id)
         if self.reconciler.runtime is not None:
-            self.reconciler.runtime.discard(WorkloadKey(session.version_uid, session.id))
+            with _engine_unavailable_as_503("deleted"):
+                self.reconciler.runtime.discard(WorkloadKey(session.version_uid, session.id))
         self.sessions.delete(session.id)
+
+
+@contextmanager
+def _engine_unavailable_as_503(what: str) -> Iterator[None]:
+    """An engine that does not answer is the caller's 503 (retry later), never a 500; the session stays."""
+    try:
+        yield
+    except RuntimeFailure as failure:
+        raise ServiceUnavailable(f"The session could not be {what} now: {failure.message}",
+                                 code=failure.code) from None

@@ -338,11 +338,17 @@ class ContainersRuntime:
         filters = [f"{LABEL}.instance={self.instance_id}"]
         if key is not None:
             filters.append(f"{LABEL}.version-uid={key.version_uid}")
-        try:
-            found = self.client.containers.list(all=True, filters={"label": filters})
-        except ENGINE_ERRORS as exc:
-            raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine does not answer: {exc}. "
-                                 + INSTALL_HINT) from None
+        for attempt in range(3):
+            try:
+                found = self.client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
+                break
+            except ENGINE_ERRORS as exc:
+                # docker-py inspects each listed container; one removed in between (another session's delete)
+                # is a 404 on docker (ignored above) but a 500 "no such container" on podman: list again.
+                if attempt < 2 and _vanished(exc):
+                    continue
+                raise RuntimeFailure(CONTAINER_RUNTIME_UNAVAILABLE, f"The container engine does not answer: {exc}. "
+                                     + INSTALL_HINT) from None
         # The session is matched here, not in the filter: engines read "session=" (empty) as "has the label".
         return found if key is None else [c for c in found if c.labels.get(f"{LABEL}.session", "") == key.session]
 
@@ -727,6 +733,12 @@ def _write_lines(path: Path | None, lines: builtins.list[str]) -> None:
 
 def _session_volume(key: WorkloadKey) -> str:
     return f"dockyard-session-{key.session}"
+
+
+def _vanished(exc: Exception) -> bool:
+    """The engine's error says a container it had just listed is gone."""
+    text = str(exc).lower()
+    return "no such container" in text or "does not exist in database" in text
 
 
 def _explain(exc: Exception) -> str:
