@@ -20,6 +20,7 @@ import openai
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from support.hosted import bearer_token, tls_context
 from support.llama import require_llama
 from support.process import DockyardProcess
 
@@ -53,20 +54,12 @@ def dockyard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardProce
 
 @pytest.fixture(scope="module")
 def tls(dockyard: DockyardProcess) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(dockyard.home / "tls" / "ca.pem"))
-
-
-def token(dockyard: DockyardProcess, tls: ssl.SSLContext, **params: str) -> str:
-    answer = httpx.get(f"{dockyard.url}/msi/token", verify=tls,
-                       params={"api-version": "2019-08-01", "resource": "https://ai.azure.com", **params},
-                       headers={"X-IDENTITY-HEADER": Home(dockyard.home).identity_secret()})
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["access_token"])
+    return tls_context(dockyard)
 
 
 @pytest.fixture(scope="module")
 def tokens(dockyard: DockyardProcess, tls: ssl.SSLContext) -> dict[str, str]:
-    return {"operator": token(dockyard, tls), "bob": token(dockyard, tls, client_id="bob")}
+    return {"operator": bearer_token(dockyard), "bob": bearer_token(dockyard, client_id="bob")}
 
 
 def openai_client(dockyard: DockyardProcess, tls: ssl.SSLContext, bearer: str) -> openai.OpenAI:

@@ -19,10 +19,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from support.hosted import bearer_token, tls_context
 from support.llama import gguf_path, require_llama
 from support.process import DockyardProcess
-
-from dockyard.home import Home
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_model]
 
@@ -48,20 +47,12 @@ def dockyard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockyardProce
 
 @pytest.fixture(scope="module")
 def tls(dockyard: DockyardProcess) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(dockyard.home / "tls" / "ca.pem"))
-
-
-def token(dockyard: DockyardProcess, tls: ssl.SSLContext, **params: str) -> str:
-    answer = httpx.get(f"{dockyard.url}/msi/token", verify=tls,
-                       params={"api-version": "2019-08-01", "resource": "https://ai.azure.com", **params},
-                       headers={"X-IDENTITY-HEADER": Home(dockyard.home).identity_secret()})
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["access_token"])
+    return tls_context(dockyard)
 
 
 @pytest.fixture(scope="module")
 def clients(dockyard: DockyardProcess, tls: ssl.SSLContext) -> dict[str, openai.OpenAI]:
-    return {name: openai.OpenAI(base_url=f"{dockyard.endpoint}/openai/v1", api_key=token(dockyard, tls, **params),
+    return {name: openai.OpenAI(base_url=f"{dockyard.endpoint}/openai/v1", api_key=bearer_token(dockyard, **params),
                                 http_client=httpx.Client(verify=tls, timeout=120), max_retries=0)
             for name, params in (("alice", {"client_id": "alice"}), ("bob", {"client_id": "bob"}))}
 
