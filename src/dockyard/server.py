@@ -48,6 +48,7 @@ from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox
 from dockyard.store.sessions import SessionStore
+from dockyard.store.state_stores import StateStores
 from dockyard.store.stored_responses import StoredResponses
 from dockyard.store.tool_responses import ToolResponseStore
 from dockyard.store.toolboxes import ToolboxStore
@@ -120,10 +121,14 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         {settings.embedding_deployment: Embedder(settings.embedding_deployment, catalog,
                                                  home if settings.local_model else None)},
         settings.embedding_deployment)
+    tool_responses = ToolResponseStore(engine_db)
     reconciler = Reconciler(store, registries, runtime, platform.for_version,
-                            ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds),
+                            ReconcilerSettings(
+                                interval_seconds=settings.reconcile_interval_seconds,
+                                tool_response_retention_seconds=settings.tool_response_retention_seconds,
+                                prune_interval_seconds=settings.tool_response_prune_interval_seconds),
                             sessions=sessions, bundles=bundles, code_image=settings.code_image,
-                            admission=Admission(admission_budget(settings)))
+                            admission=Admission(admission_budget(settings)), tool_responses=tool_responses)
     control_plane = ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake,
                                  sessions=sessions, bundles=bundles)
     # Uploads cut off by a crash are partial files; bundles whose versions went while stopped are garbage.
@@ -139,7 +144,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         reconciler=reconciler,
         sessions=sessions,
         sandboxes=Sandboxes(store, sessions, reconciler),
-        tool_responses=ToolResponseStore(engine_db),
+        tool_responses=tool_responses,
         # Built here, started by the app once it serves (never before the port is bound).
         local_model=local_model,
         catalog=catalog,
@@ -148,6 +153,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         vector_search=vector_search,
         traces=TraceStore(home.root / "traces.db"),
         stored_responses=StoredResponses(engine_db),
+        state_stores=StateStores(engine_db),
         tool_kinds=build_tool_kinds(ToolDependencies(settings=settings, home=home, database=engine_db,
                                                      engine=engine, catalog=catalog, files=files,
                                                      vector_search=vector_search)),

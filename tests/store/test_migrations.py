@@ -31,7 +31,8 @@ def test_migrations_create_exactly_the_tables(tmp_path: Path) -> None:
                                                         "files", "vector_stores", "vector_store_files",
                                                         "vector_store_file_batches", "vector_store_chunks",
                                                         "toolboxes", "toolbox_versions",
-                                                        "stored_responses", "stored_response_items"}
+                                                        "stored_responses", "stored_response_items",
+                                                            "state_stores", "state_store_items"}
 
 
 def test_an_empty_database_differs(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from dockyard.api import (
     responses,
     session_files,
     sessions,
+    state_stores,
     storage,
     telemetry,
     toolboxes,
@@ -117,6 +118,7 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(connections.router)
     # Response storage for the adapter inside sandboxes (FOUNDRY_HOSTING_ENVIRONMENT), under each project.
     app.include_router(storage.router)
+    app.include_router(state_stores.router)
     app.include_router(toolboxes.router)
     toolboxes.install_mcp_routes(app)
     # Telemetry: OTLP in at the root (where exporters append /v1/traces), traces out per project, /metrics.

@@ -29,6 +29,7 @@ from dockyard.store.code_bundles import CodeBundles
 from dockyard.store.files import FileStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.sessions import SessionStore
+from dockyard.store.state_stores import StateStores
 from dockyard.store.stored_responses import StoredResponses
 from dockyard.store.tool_responses import ToolResponseStore
 from dockyard.store.traces import TraceStore
@@ -74,6 +75,8 @@ class Services:
     tool_kinds: dict[str, ToolKind] = field(default_factory=dict)
     # Responses agents keep through the project's storage API (api/storage.py), answered after their sandbox is gone.
     stored_responses: StoredResponses | None = None
+    # State stores agents keep through the project (api/state_stores.py): Agent Framework's sessions and checkpoints.
+    state_stores: StateStores | None = None
     # Uploaded files (/openai/v1/files) and vector stores with their ingestion and search (file_search).
     files: FileStore | None = None
     vector_search: VectorSearch | None = None

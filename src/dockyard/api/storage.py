@@ -32,8 +32,9 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.api.dependencies import authenticate, json_body, parse_json_object, project, read_body, services
 from dockyard.domain.errors import BadRequest, Forbidden, Unauthorized
 from dockyard.identity.agents import AGENT_ROLE
-from dockyard.identity.call_ids import resolve_call_id
+from dockyard.identity.call_ids import CallScope, resolve_call_id
 from dockyard.identity.ownership import Caller, may_follow
+from dockyard.identity.tokens import Principal
 from dockyard.store.stored_responses import (
     MAX_BATCH,
     MAX_ID_CHARS,
@@ -60,29 +61,43 @@ def _store(request: Request) -> StoredResponses:
 def storage_scope(request: Request) -> StorageScope:
     """The agent and caller this request may reach: from the sandbox's token and the call id it forwards.
     The token is checked first, so a caller without one learns nothing else (not even the project)."""
+    principal = sandbox_principal(request)
+    call = verified_call(request, principal)
+    if call is None:
+        raise BadRequest(f"Send the {CALL_ID_HEADER} header of the request being served: dockyard sends one with "
+                         "every request to a sandbox, and the storage partition is that call's agent and caller.",
+                         code="CallIdRequired", param=CALL_ID_HEADER)
+    return StorageScope(call.project, call.agent_name, call.owner)
+
+
+def sandbox_principal(request: Request) -> Principal:
+    """The storage API's caller: a sandbox's own identity, speaking api-version v1."""
     principal = authenticate(request)
-    project_name = project(request)
     api_version = request.query_params.get("api-version")
     if api_version != STORAGE_API_VERSION:
         raise BadRequest(f"The storage API speaks api-version {STORAGE_API_VERSION}; got {api_version!r}.",
                          code="UnsupportedApiVersion", param="api-version")
     if principal.claims.get("dockyard_role") != AGENT_ROLE:
-        raise Forbidden("Response storage is for hosted agents' sandboxes: call it with the sandbox's managed "
-                        "identity (DefaultAzureCredential inside the sandbox), as Microsoft's adapter does.",
+        raise Forbidden("The project's storage is for hosted agents' sandboxes: call it with the sandbox's managed "
+                        "identity (DefaultAzureCredential inside the sandbox), as Microsoft's adapters do.",
                         code="AgentIdentityRequired")
+    return principal
+
+
+def verified_call(request: Request, principal: Principal) -> CallScope | None:
+    """The call the sandbox says it is serving (`x-agent-foundry-call-id`), checked: minted by this dockyard,
+    for a request to this very sandbox's version in this project. None when the header is not sent."""
     call_id = request.headers.get(CALL_ID_HEADER)
     if not call_id:
-        raise BadRequest(f"Send the {CALL_ID_HEADER} header of the request being served: dockyard sends one with "
-                         "every request to a sandbox, and the storage partition is that call's agent and caller.",
-                         code="CallIdRequired", param=CALL_ID_HEADER)
+        return None
     scope = resolve_call_id(services(request).identity_secret, call_id)
     if scope is None:
         raise Unauthorized(f"The {CALL_ID_HEADER} value is not one this dockyard sent; forward the header of "
                            "the request being served, unchanged.", code="InvalidCallId")
-    if scope.version_uid != principal.claims.get("dockyard_version_uid") or scope.project != project_name:
+    if scope.version_uid != principal.claims.get("dockyard_version_uid") or scope.project != project(request):
         raise Forbidden(f"The {CALL_ID_HEADER} value was sent to another agent's sandbox; a sandbox can use only "
                         "the call ids of requests it received.", code="CallIdNotForThisAgent")
-    return StorageScope(scope.project, scope.agent_name, scope.owner)
+    return scope
 
 
 async def _body(request: Request) -> dict[str, Any]:

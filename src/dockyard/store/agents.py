@@ -100,6 +100,14 @@ class AgentStore(Repository):
         with self._read() as session:
             return self._version_row(session, project, agent_name, version).uid
 
+    def agent_of_uid(self, uid: str) -> tuple[str, str] | None:
+        """The project and agent name of the version `uid`, or None when it is gone: what an agent's token
+        (which names only its version) reaches."""
+        with self._read() as session:
+            row = session.execute(select(AgentRow.project, AgentRow.name).join(
+                AgentVersionRow, AgentVersionRow.agent_id == AgentRow.id).where(AgentVersionRow.uid == uid)).first()
+            return (row[0], row[1]) if row is not None else None
+
     def list_versions(self, project: str, agent_name: str, request: PageRequest) -> Page[AgentVersion]:
         with self._read() as session:
             agent = self._agent_row(session, project, agent_name)

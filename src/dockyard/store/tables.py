@@ -315,3 +315,47 @@ class ToolLoopResponseRow(Base):
     transcript: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
     # Approval requests waiting for an answer: their id -> the function call the model made.
     pending: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # What `input_items` lists (the previous Response's items, then this one's input); null before 0012.
+    input_items: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+
+
+class StateStoreRow(Base):
+    """A Foundry state store (api/state_stores.py): a named bag of JSON items an agent keeps through the
+    project, e.g. Agent Framework's agent sessions and workflow checkpoints. An agent's own: keyed by the
+    agent's name (not its version, so state carries on across versions), outliving sessions and versions."""
+
+    __tablename__ = "state_stores"
+    __table_args__ = (UniqueConstraint("project", "agent_name", "name", name="uq_state_stores_agent_name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    agent_name: Mapped[str] = mapped_column(String(63), nullable=False)
+    name: Mapped[str] = mapped_column(String(512), nullable=False)
+    user_isolation: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    # -1: items never expire.
+    item_ttl_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    description: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class StateStoreItemRow(Base):
+    """One item of a state store, in its partition: the caller's in a store with user isolation, else ""."""
+
+    __tablename__ = "state_store_items"
+    __table_args__ = (UniqueConstraint("store_id", "partition", "key", name="uq_state_store_items_key"),)
+
+    # The integer key breaks ties in the creation order that key listings walk.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(ForeignKey("state_stores.id", ondelete="CASCADE"), nullable=False,
+                                          index=True)
+    partition: Mapped[str] = mapped_column(String(600), nullable=False)
+    key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    id: Mapped[str] = mapped_column(String(40), nullable=False)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    etag: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
