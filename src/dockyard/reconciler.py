@@ -47,6 +47,7 @@ from dockyard.runtime.python_runtimes import runtime_image
 from dockyard.store.agents import AgentStore, DesiredVersion
 from dockyard.store.registries import RegistryConnection, RegistryStore
 from dockyard.store.sessions import SessionStore
+from dockyard.store.tool_responses import ToolResponseStore
 
 if TYPE_CHECKING:
     from dockyard.store.code_bundles import CodeBundles
@@ -72,6 +73,10 @@ class ReconcilerSettings:
     readiness_wait_per_pass_seconds: float = 30.0
     workers: int = 8
     log_lines_in_errors: int = 20
+    # Responses the tool loop made (store/tool_responses.py) older than this are pruned, at most once per
+    # prune interval: this loop is dockyard's periodic sweep, and a prune is one indexed DELETE.
+    tool_response_retention_seconds: float = 30 * 24 * 3600
+    prune_interval_seconds: float = 300.0
 
 
 class Reconciler:
@@ -86,8 +91,11 @@ class Reconciler:
         bundles: CodeBundles | None = None,
         code_image: str | None = None,
         admission: Admission | None = None,
+        tool_responses: ToolResponseStore | None = None,
     ) -> None:
         self.store = store
+        self.tool_responses = tool_responses
+        self._next_prune = 0.0
         # What sandboxes may start (dockyard.domain.admission); None admits everything.
         self.admission = admission
         self._waiting_for_room: set[str] = set()
@@ -146,8 +154,23 @@ class Reconciler:
                 self.reconcile_once()
             except Exception:  # one bad pass must not stop the loop
                 log.exception("reconcile pass failed")
+            self.prune_if_due()
             self._wake.wait(self.settings.interval_seconds)
             self._wake.clear()
+
+    def prune_if_due(self) -> int:
+        """Remove the tool loop's Responses past their retention, if a prune interval has passed; how many."""
+        if self.tool_responses is None or time.monotonic() < self._next_prune:
+            return 0
+        self._next_prune = time.monotonic() + self.settings.prune_interval_seconds
+        try:
+            removed = self.tool_responses.prune(older_than=time.time() - self.settings.tool_response_retention_seconds)
+        except Exception:  # a locked or full database must not stop the loop: the next interval tries again
+            log.exception("pruning the tool loop's responses failed")
+            return 0
+        if removed:
+            log.info("pruned %d tool loop response(s) past their retention", removed)
+        return removed
 
     # -- one pass -----------------------------------------------------------------------------------
 

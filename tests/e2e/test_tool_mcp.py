@@ -8,13 +8,16 @@ leaves it nothing but to answer on the second; what is checked is what dockyard 
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from azure.ai.projects import AIProjectClient
 from azure.identity import DefaultAzureCredential
+from prometheus_client.parser import text_string_to_metric_families
 from support.mcp_server import GarbageServer, McpTestServer, serve_mcp
 from support.process import DockyardProcess
 
@@ -63,7 +66,24 @@ def check_add(item: Any, server: McpTestServer) -> None:
     assert server.calls[-1] == {"name": "add", "arguments": arguments}
 
 
-def test_an_mcp_tool_is_listed_called_and_answered(client: openai.OpenAI, mcp_server: McpTestServer) -> None:
+def model_tokens(dockyard: DockyardProcess, sdk_env: dict[str, str]) -> dict[str, float]:
+    """dockyard_model_tokens_total of the `local` deployment on /metrics, by kind."""
+    token = DefaultAzureCredential().get_token("https://ai.azure.com/.default").token
+    answer = httpx.get(f"{dockyard.url}/metrics",
+                       headers={"authorization": f"Bearer {token}"},
+                       verify=ssl.create_default_context(cafile=sdk_env["REQUESTS_CA_BUNDLE"]))
+    assert answer.status_code == 200, answer.text
+    counts = {"input": 0.0, "output": 0.0, "total": 0.0}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "dockyard_model_tokens_total" and sample.labels["deployment"] == "local":
+                counts[sample.labels["kind"]] += sample.value
+    return counts
+
+
+def test_an_mcp_tool_is_listed_called_and_answered(client: openai.OpenAI, mcp_server: McpTestServer,
+                                                    dockyard: DockyardProcess, sdk_env: dict[str, str]) -> None:
+    before = model_tokens(dockyard, sdk_env)
     response = client.responses.create(**ASK, tools=[calc(mcp_server)],  # type: ignore[arg-type]
                                        tool_choice={"type": "mcp", "server_label": "calc"})
     # The model may say something beside its call: a message before the mcp_call is fine.
@@ -75,6 +95,11 @@ def test_an_mcp_tool_is_listed_called_and_answered(client: openai.OpenAI, mcp_se
     answered(response)
     assert response.usage is not None and response.usage.input_tokens > 0
     assert response.id.startswith("resp_") and "test-key" not in response.model_dump_json()
+    # Each model call of the loop is counted on /metrics as a plain call is: together, the Response's usage.
+    after = model_tokens(dockyard, sdk_env)
+    assert {kind: after[kind] - before[kind] for kind in before} == {
+        "input": response.usage.input_tokens, "output": response.usage.output_tokens,
+        "total": response.usage.total_tokens}
 
 
 def test_an_approval_round_trip(client: openai.OpenAI, mcp_server: McpTestServer) -> None:
@@ -95,6 +120,25 @@ def test_an_approval_round_trip(client: openai.OpenAI, mcp_server: McpTestServer
     # The loop's Responses are kept: retrieve reads this one back.
     again = client.responses.retrieve(answered.id)
     assert again.id == answered.id and [i.id for i in again.output] == [i.id for i in answered.output]
+
+    # input_items: the previous Response's input and output, then this one's input; newest first by default.
+    items = client.responses.input_items.list(answered.id, order="asc").data
+    assert [i.type for i in items] == ["message", *(i.type for i in asked.output), "mcp_approval_response"]
+    assert [i.id for i in items[1:-1]] == [i.id for i in asked.output]
+    assert items[-1].approval_request_id == request.id  # type: ignore[union-attr]
+    newest = client.responses.input_items.list(answered.id, limit=1)
+    assert [i.id for i in newest.data] == [items[-1].id] and newest.has_more
+    assert [i.id for i in client.responses.input_items.list(answered.id, limit=1, after=newest.last_id).data] == \
+        [request.id]
+    # A finished Response cannot be cancelled (OpenAI's answer for one not made with background=true).
+    with pytest.raises(openai.BadRequestError, match="background=true"):
+        client.responses.cancel(answered.id)
+    client.responses.delete(answered.id)
+    for gone in (lambda: client.responses.retrieve(answered.id), lambda: client.responses.delete(answered.id),
+                 lambda: client.responses.input_items.list(answered.id)):
+        with pytest.raises(openai.NotFoundError):
+            gone()
+    client.responses.retrieve(asked.id)  # only that one went
 
 
 def test_streamed_through_the_openai_client(client: openai.OpenAI, mcp_server: McpTestServer) -> None:

@@ -168,6 +168,14 @@ def test_the_callers_function_calls_come_back_unrun(server: McpTestServer, engin
                     "tools": [mcp_tool(server), WEATHER], "previous_response_id": response["id"]}, script, store)
     assert answered["output"][-1]["content"][0]["text"] == "Sunny."
     assert [i["type"] for i in script.requests[0]["input"]] == ["message", "function_call", "function_call_output"]
+    # input_items: the previous Response's input and output, then this one's input, each with an id.
+    kept = store.find("default", ME, answered["id"])
+    assert kept is not None
+    assert [i["type"] for i in kept.input_items] == ["message", "mcp_list_tools", "function_call",
+                                                     "function_call_output"]
+    assert kept.input_items[0]["content"] == [{"type": "input_text", "text": "Weather?"}]
+    assert kept.input_items[0]["id"].startswith("msg_") and kept.input_items[3]["id"].startswith("fco_")
+    assert [i["id"] for i in kept.input_items[1:3]] == [i["id"] for i in response["output"]]
 
 
 def test_rounds_are_bounded(server: McpTestServer) -> None:

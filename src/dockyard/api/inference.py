@@ -45,14 +45,31 @@ from starlette.responses import StreamingResponse
 from dockyard.api.dependencies import caller_of, json_body, root_project, services
 from dockyard.api.schemas import InferenceRequest, json_request, validated
 from dockyard.domain.errors import BadRequest, NotFound, Unauthorized
-from dockyard.identity.ownership import USER_IDENTITY_HEADER
+from dockyard.identity.ownership import USER_IDENTITY_HEADER, Caller
 from dockyard.identity.tokens import FOUNDRY_AUDIENCE, InvalidToken, Principal
-from dockyard.models.providers import EntraTokens, Operation, auth_headers, operation_url, rewrite_model
+from dockyard.models.providers import (
+    EntraTokens,
+    Operation,
+    auth_headers,
+    check_operation,
+    operation_url,
+    rewrite_model,
+)
 from dockyard.models.relay import model_timeout, relay, relay_translated, send
 from dockyard.models.translate import chat_to_response, responses_to_chat
 from dockyard.models.upstreams import Upstream
+from dockyard.store.stored_responses import MAX_PAGE
+from dockyard.store.tool_responses import LoopRecord, page_items
 from dockyard.tools.base import ToolContext
-from dockyard.tools.loop import CallModel, ModelCallFailed, Turn, run_to_end, stream_turn, uses_loop
+from dockyard.tools.loop import (
+    RESPONSE_NOT_FOUND,
+    CallModel,
+    ModelCallFailed,
+    Turn,
+    run_to_end,
+    stream_turn,
+    uses_loop,
+)
 
 COGNITIVE_SERVICES_AUDIENCE = "https://cognitiveservices.azure.com"
 _AUDIENCES = (FOUNDRY_AUDIENCE, COGNITIVE_SERVICES_AUDIENCE)
@@ -120,12 +137,18 @@ def _timeout(read_seconds: float) -> aiohttp.ClientTimeout:
     return model_timeout(read_seconds)
 
 
-async def _resolve(request: Request, project: str, name: Any) -> Upstream:
+async def _resolve(request: Request, project: str, name: Any, operation: Operation | None = None,
+                   body: dict[str, Any] | None = None) -> Upstream:
+    """The deployment's upstream; with `operation`, a call its model cannot answer is a 400 here
+    (chat on an embedding deployment, embeddings on a chat one: see providers.check_operation)."""
     if not isinstance(name, str) or not name:
         names = ", ".join(services(request).catalog.names(project)) or "none"  # type: ignore[union-attr]
         raise BadRequest(f"Name the model deployment to call in 'model'. Deployments in this project: {names}.",
                          code="ModelRequired", param="model")
-    return await services(request).catalog.resolve_ready(project, name)  # type: ignore[union-attr]
+    upstream = await services(request).catalog.resolve_ready(project, name)  # type: ignore[union-attr]
+    if operation is not None:
+        check_operation(upstream, operation, body)
+    return upstream
 
 
 async def forward(request: Request, upstream: Upstream, operation: Operation, body: dict[str, Any]) -> Response:
@@ -152,7 +175,7 @@ async def model_response(request: Request, project: str, body: dict[str, Any]) -
     _check_project(request, project)
     if uses_loop(body, services(request).tool_kinds) or await _continues_loop(request, project, body):
         return await _tool_loop(request, project, body)
-    upstream = await _resolve(request, project, body.get("model"))
+    upstream = await _resolve(request, project, body.get("model"), Operation.RESPONSES, body)
     return await forward(request, upstream, Operation.RESPONSES, body)
 
 
@@ -169,7 +192,7 @@ async def _continues_loop(request: Request, project: str, body: dict[str, Any]) 
 
 async def _tool_loop(request: Request, project: str, body: dict[str, Any]) -> Response:
     the = services(request)
-    upstream = await _resolve(request, project, body.get("model"))
+    upstream = await _resolve(request, project, body.get("model"), Operation.RESPONSES, body)
     request_id = request.scope.get("state", {}).get("request_id", "")
 
     def log_line(line: str) -> None:
@@ -186,6 +209,34 @@ async def _tool_loop(request: Request, project: str, body: dict[str, Any]) -> Re
         return JSONResponse(await run_to_end(turn, the.tool_responses))
     return StreamingResponse(stream_turn(turn, the.tool_responses),
                              headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+
+
+async def follow_loop_response(request: Request, record: LoopRecord, caller: Caller, suffix: str) -> Response:
+    """GET, DELETE, cancel and input_items of a Response the tool loop made (api/responses.py found it the
+    caller's), as OpenAI answers them."""
+    if suffix == "/input_items":
+        query = request.query_params
+        order = query.get("order", "desc")
+        try:
+            limit = int(query.get("limit", "20"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_PAGE or order not in ("asc", "desc"):
+            raise BadRequest(f"limit must be 1 to {MAX_PAGE} and order 'asc' or 'desc'.", code="InvalidPaging")
+        page = page_items(record.input_items, limit=limit, ascending=order == "asc", after=query.get("after"),
+                          before=query.get("before"))
+        return JSONResponse(page.to_wire())
+    if suffix == "/cancel":
+        raise BadRequest("Only responses created with background=true can be cancelled. The tool loop answers when "
+                         "the response is finished, so there is nothing left to cancel.",
+                         code="invalid_request_error", param="response_id")
+    if request.method == "DELETE":
+        store = services(request).tool_responses
+        assert store is not None, "the record was found in it"
+        if not await run_in_threadpool(store.delete, record.project, caller, record.id):
+            raise NotFound(f"Response {record.id!r} was not found.", code=RESPONSE_NOT_FOUND)  # deleted meanwhile
+        return JSONResponse({"id": record.id, "object": "response", "deleted": True})
+    return JSONResponse(record.response)
 
 
 def _model_caller(request: Request, upstream: Upstream) -> CallModel:
@@ -220,6 +271,9 @@ def _model_caller(request: Request, upstream: Upstream) -> CallModel:
         if not isinstance(data, dict):
             raise ModelCallFailed(502, f"The model behind deployment {upstream.deployment!r} answered with something "
                                   f"that is not a JSON object (request id {request_id}).", code="ModelUnavailable")
+        # Counted in /metrics as a relayed call's usage is (models/relay.py): per call, by deployment.
+        if the.metrics is not None and isinstance(data.get("usage"), dict):
+            the.metrics.tokens_used(upstream.deployment, data["usage"])
         return data if upstream.speaks_responses else chat_to_response(data, body)
 
     return call_model
@@ -241,7 +295,7 @@ async def _call(request: Request, project: str, operation: Operation, deployment
     _check_project(request, project)
     body = validated(InferenceRequest, await json_body(request, limit=services(request).settings.max_invocation_bytes))
     # The Azure OpenAI paths name the deployment; LangChain sends no `model` in the body then.
-    upstream = await _resolve(request, project, deployment or body.get("model"))
+    upstream = await _resolve(request, project, deployment or body.get("model"), operation, body)
     return await forward(request, upstream, operation, body)
 
 

@@ -16,12 +16,11 @@ import string
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_caller, json_body, root_project, services
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, relay_to_session
-from dockyard.api.inference import authenticate_inference, model_response
+from dockyard.api.inference import authenticate_inference, follow_loop_response, model_response
 from dockyard.api.schemas import CreateResponseRequest, json_request, validated
 from dockyard.api.storage import answer_from_store, stored_response_of
 from dockyard.domain.errors import BadRequest, NotFound
@@ -97,10 +96,10 @@ async def follow_response(request: Request, project: str, response_id: str, suff
     except NotFound:
         # A Response the tool loop made on the model endpoint (dockyard.tools.loop), kept in the store.
         loops = services(request).tool_responses
-        if agent_name is None and request.method == "GET" and not suffix and loops is not None:
+        if agent_name is None and loops is not None:
             record = await run_in_threadpool(loops.find, project, caller, response_id)
             if record is not None:
-                return JSONResponse(record.response)
+                return await follow_loop_response(request, record, caller, suffix)
         # Its session is gone (deleted, or its version): the adapter stored it in the project (api/storage.py).
         return await answer_from_store(request, project, agent_name, response_id, caller, suffix)
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "api-version"])

@@ -13,9 +13,10 @@ The model is reached only through `call_model`, a non-streamed Responses call th
 (api/inference.py: the deployment's upstream, its credentials, and the Chat Completions translation for
 servers that speak only that), so this module knows nothing of HTTP and any deployment drives the loop.
 
-Each Response is kept (store/tool_responses.py) with the model-level transcript: `previous_response_id`
-continues it (another caller gets the 404 of a response that does not exist), and an approval request is
-answered by an input item `{"type": "mcp_approval_response", "approval_request_id", "approve"}`.
+Each Response is kept (store/tool_responses.py) with the model-level transcript and its input items:
+`previous_response_id` continues it (another caller gets the 404 of a response that does not exist), an
+approval request is answered by an input item `{"type": "mcp_approval_response", "approval_request_id",
+"approve"}`, and the HTTP layer serves GET, DELETE, cancel and input_items of it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class Turn:
     status: str = "in_progress"
     incomplete_details: dict[str, Any] | None = None
     tool_calls: int = 0
+    # What `input_items` lists: the previous Response's input and output, then this call's input (with ids).
+    inputs: list[dict[str, Any]] = field(default_factory=list)
     # Set by `start`: what the new input asks before the first model call.
     _approvals: list[_Approval] = field(default_factory=list)
     _prepared_items: list[dict[str, Any]] = field(default_factory=list)
@@ -141,6 +144,7 @@ class Turn:
         record = await self._previous(store)
         if record is not None:
             self.transcript = list(record.transcript)
+            self.inputs = [*record.input_items, *record.response.get("output", [])]
         self._read_input(record)
         for bound in self.bound:
             items = await bound.tool.prepare(self.ctx)
@@ -172,6 +176,7 @@ class Turn:
         given = self.body.get("input", [])
         if isinstance(given, str):
             self.transcript.append({"type": "message", "role": "user", "content": given})
+            self.inputs.append(input_item({"type": "message", "role": "user", "content": given}))
             return
         if not isinstance(given, list):
             raise BadRequest("'input' must be a string or a list of items.", code="InvalidRequestBody", param="input")
@@ -179,6 +184,7 @@ class Turn:
         for item in given:
             if not isinstance(item, dict):
                 raise BadRequest("Each item of 'input' must be an object.", code="InvalidRequestBody", param="input")
+            self.inputs.append(input_item(item))
             kind = item.get("type", "message")
             if kind == "mcp_approval_request" and isinstance(item.get("id"), str):
                 echoed[item["id"]] = item
@@ -411,7 +417,26 @@ class Turn:
     def record(self) -> LoopRecord:
         return LoopRecord(id=self.id, project=self.ctx.project, owner=self.ctx.caller.owner,
                           created_at=self.created_at, response=self.response(), transcript=self.transcript,
-                          pending=self.pending)
+                          pending=self.pending, input_items=self.inputs)
+
+
+_ITEM_ID_PREFIXES = {"message": "msg", "function_call_output": "fco", "mcp_approval_response": "mcpr"}
+
+
+def input_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item of `input` as `input_items` lists it (OpenAI's shape): with an id, a message's text as parts."""
+    shown = dict(item)
+    kind = shown.setdefault("type", "message")
+    if kind == "message":
+        content = shown.get("content")
+        if isinstance(content, str):
+            assistant = shown.get("role") == "assistant"
+            shown["content"] = [{"type": "output_text", "text": content, "annotations": []} if assistant else
+                                 {"type": "input_text", "text": content}]
+        shown.setdefault("status", "completed")
+    if not isinstance(shown.get("id"), str) or not shown["id"]:
+        shown["id"] = new_id(_ITEM_ID_PREFIXES.get(str(kind), "item"))
+    return shown
 
 
 def _model_item(item: Mapping[str, Any]) -> dict[str, Any]:
