@@ -7,6 +7,7 @@ mints them. tests/e2e/engine/test_adapter_response_storage.py shows the real ada
 
 from __future__ import annotations
 
+import base64
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -189,3 +190,64 @@ def test_the_gateway_answers_from_storage_when_the_sandbox_is_gone(server: Docky
     operator.responses.delete(gone)
     with pytest.raises(openai.NotFoundError):
         operator.responses.retrieve(gone)
+
+
+def b64(text: str) -> str:
+    """A store name or item key as FoundryStateStore puts it in the path."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_state_stores_as_agent_frameworks_hosting_uses_them(server: DockyardProcess, env: dict[str, str]) -> None:
+    """FoundryStateStore's calls (azure-ai-agentserver-core 2.3): get-or-create, items with ETags, key listings;
+    the real client is shown by tests/e2e/engine/test_model_agents.py."""
+    sandbox = Sandbox(server, env, AGENT_UID, "helper")
+    store = f"state_stores/{b64('agent_sessions/v2/abc')}"
+    assert sandbox.send("GET", store, ALICE).json()["error"]["code"] == "StateStoreNotFound"
+    made = sandbox.send("POST", "state_stores", ALICE, json={
+        "name": "agent_sessions/v2/abc", "user_isolation": True, "item_ttl_seconds": 3600})
+    assert made.status_code == 201 and made.json()["name"] == "agent_sessions/v2/abc", made.text
+    assert sandbox.send("POST", "state_stores", BOB, json={"name": "agent_sessions/v2/abc"}).status_code == 409
+
+    item = f"{store}/items/{b64('session-1')}"
+    written = sandbox.send("PUT", item, ALICE, json={"value": {"turns": 1}, "tags": {"kind": "session"}})
+    assert written.status_code == 200 and "value" not in written.json()
+    etag = written.json()["etag"]
+    assert sandbox.send("GET", item, ALICE).json()["value"] == {"turns": 1}
+    assert sandbox.send("GET", item, BOB).status_code == 404  # user isolation: Bob's partition is empty
+    assert sandbox.send("PUT", item, ALICE, json={"value": {"turns": 2}}, headers={"If-Match": etag}).status_code == 200
+    stale = sandbox.send("PUT", item, ALICE, json={"value": {"turns": 3}}, headers={"If-Match": etag})
+    assert stale.status_code == 412 and stale.headers["etag"] == sandbox.send("GET", item, ALICE).json()["etag"]
+    sandbox.send("POST", f"{store}/items", ALICE, json={"key": "session-2", "value": {}, "tags": {"kind": "other"}})
+    keys = sandbox.send("GET", f"{store}/items:keys", ALICE, params={"tags.kind": "other", "order": "asc"})
+    assert [entry["key"] for entry in keys.json()["data"]] == ["session-2"] and keys.json()["has_more"] is False
+    listed = sandbox.send("GET", f"{store}/items:keys", ALICE, params={"limit": "1"}).json()
+    assert listed["has_more"] is True and listed["first_id"] == listed["last_id"]
+
+    other = Sandbox(server, env, OTHER_UID, "other")  # another agent has no such store
+    assert other.send("GET", store, ALICE).status_code == 404
+    assert sandbox.send("DELETE", store, BOB).json()["deleted"] is True
+    assert sandbox.send("GET", item, ALICE).json()["error"]["code"] == "StateStoreNotFound"
+
+
+def test_state_stores_refuse_what_they_cannot_serve(server: DockyardProcess, env: dict[str, str]) -> None:
+    sandbox = Sandbox(server, env, AGENT_UID, "helper")
+    sandbox.send("POST", "state_stores", ALICE, json={"name": "approvals", "user_isolation": True})
+    cases = [
+        (sandbox.send("GET", "state_stores/!!!", ALICE), 400, "InvalidPathSegment"),
+        (sandbox.send("POST", "state_stores", ALICE, json={"name": "x", "item_ttl_seconds": 0}), 400,
+         "InvalidRequestBody"),
+        (sandbox.send("PUT", f"state_stores/{b64('approvals')}/items/{b64('k')}", ALICE, json={"value": [1]}), 400,
+         "InvalidRequestBody"),
+        (sandbox.send("GET", "state_stores", ALICE, params={"limit": "500"}), 400, "InvalidPaging"),
+        # Without a call id the items are the agent's own, but this token's version does not exist.
+        (sandbox.http.get("state_stores", params=V1), 403, "AgentIdentityNotForThisProject"),
+        (httpx.get(f"{server.endpoint}/storage/state_stores", params=V1, verify=tls(env),
+                   headers={"Authorization": f"Bearer {token(env)}"}), 403, "AgentIdentityRequired"),
+    ]
+    for answer, status, code in cases:
+        assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), answer.text
+    # A user the agent delegates for (x-ms-user-id) is kept apart from the callers dockyard vouches for.
+    item = f"state_stores/{b64('approvals')}/items/{b64('pending')}"
+    sandbox.send("PUT", item, ALICE, json={"value": {"for": "alice"}})
+    delegated = sandbox.send("GET", item, ALICE, headers={"x-ms-user-id": "user:alice"})
+    assert delegated.status_code == 404

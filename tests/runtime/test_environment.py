@@ -98,6 +98,14 @@ def test_statsbeat_is_off_in_every_container_unless_the_definition_says_otherwis
     assert platform(catalog).for_version(chosen)["APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL"] == "false"
 
 
+def test_the_project_hosts_storage_whenever_the_sandbox_can_reach_dockyard(catalog: Catalog) -> None:
+    assert platform(catalog).for_version(desired({}), "s")["FOUNDRY_HOSTING_ENVIRONMENT"] == "1"
+    assert platform(catalog).for_version(desired({"FOUNDRY_HOSTING_ENVIRONMENT": ""}))[
+        "FOUNDRY_HOSTING_ENVIRONMENT"] == ""  # a version may keep its state in the sandbox
+    unreachable = PlatformEnvironment(base_url=None, identity_secret="s", connections=None)
+    assert "FOUNDRY_HOSTING_ENVIRONMENT" not in unreachable.for_version(desired({}))
+
+
 def test_platform_names_still_win(catalog: Catalog) -> None:
     environment = platform(catalog).for_version(desired({"PORT": "1", "FOUNDRY_AGENT_NAME": "x"}))
     assert environment["PORT"] == "8088" and environment["FOUNDRY_AGENT_NAME"] == "agent"

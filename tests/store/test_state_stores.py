@@ -95,7 +95,8 @@ def test_create_item_refuses_a_taken_key(store: StateStores) -> None:
 def test_keys_are_listed_with_tag_filters_in_order_and_paged(store: StateStores) -> None:
     make(store)
     for index in range(5):
-        store.create_item(ALICE, "agent_sessions", f"k{index}", {"i": index}, {"parity": "even" if index % 2 == 0 else "odd"})
+        parity = "even" if index % 2 == 0 else "odd"
+        store.create_item(ALICE, "agent_sessions", f"k{index}", {"i": index}, {"parity": parity})
         time.sleep(0.002)
     newest_first = store.list_keys(ALICE, "agent_sessions", {}, Paging(limit=2))
     assert [k["key"] for k in newest_first.data] == ["k4", "k3"] and newest_first.has_more

@@ -20,17 +20,15 @@ version that names its own collector (`OTEL_EXPORTER_OTLP_ENDPOINT` and friends)
 what it receives there (api/telemetry.py), so both see the spans and its collector's headers stay in
 dockyard.
 
-`FOUNDRY_HOSTING_ENVIRONMENT` (Foundry sets it to "1" in every sandbox) is not set by dockyard yet, but a
-version may set it in its `environment_variables`: Microsoft's responses adapter then keeps responses and
-history in the project's storage (api/storage.py), so they outlive the session. Not by default, because
-Agent Framework's hosting (agent-framework-foundry-hosting) then keeps each stored turn's agent session in
-`FoundryStateStore`, whose API (`{project}/storage/state_stores/…`) dockyard does not serve yet; see
-docs/response-storage.md. Of the other things the adapters switch on it (azure-ai-agentserver-core 2.2 and
-2.3b2, -responses 2.3 and 2.4b1): resilient tasks (opt-in) would go to a hosted task API dockyard does not
-serve either, so `AGENTSERVER_TASKS_BACKEND=local` keeps them in files under `AGENTSERVER_STATE_ROOT` (a
+`FOUNDRY_HOSTING_ENVIRONMENT` is "1", as Foundry sets it in every sandbox, whenever the sandbox can reach
+dockyard: Microsoft's responses adapter then keeps responses and history in the project's storage
+(api/storage.py) and Agent Framework's hosting keeps agent sessions, approvals and checkpoints in its state
+stores (api/state_stores.py), so both outlive the session. A definition may set it to "" to keep them in the
+sandbox (docs/response-storage.md). Of the other things the adapters switch on it (azure-ai-agentserver-core
+2.2 and 2.3b2, -responses 2.3 and 2.4b1): resilient tasks (opt-in) would go to a hosted task API dockyard
+does not serve, so `AGENTSERVER_TASKS_BACKEND=local` keeps them in files under `AGENTSERVER_STATE_ROOT` (a
 definition may say otherwise); A365 tracing needs a variable of its own; `FOUNDRY_AGENT_SESSION_GUID`'s check
-applies only when that is set, which it is not. Without the variable the adapter keeps responses under
-`AGENTSERVER_STATE_ROOT`, in the session's volume.
+applies only when that is set, which it is not.
 """
 
 from __future__ import annotations
@@ -48,6 +46,7 @@ from dockyard.store.agents import DesiredVersion
 ConnectionLookup = Callable[[str, str], ProjectConnection]
 
 AGENT_PORT = 8088
+HOSTING_ENVIRONMENT = "FOUNDRY_HOSTING_ENVIRONMENT"
 SESSION_STATE_PATH = "/session"
 
 
@@ -62,6 +61,8 @@ class PlatformEnvironment:
     def for_version(self, desired: DesiredVersion, session_id: str = "") -> dict[str, str]:
         version = desired.version
         environment = {"APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true", "AGENTSERVER_TASKS_BACKEND": "local"}
+        if self.base_url is not None:
+            environment[HOSTING_ENVIRONMENT] = "1"  # the project's storage is reachable: use it, as in Foundry
         environment.update(resolve_references(version.definition.environment_variables,
                                               lambda name: self._connection(desired.project, name)))
         environment.update({

@@ -1,7 +1,7 @@
 """Microsoft's adapter keeps responses in dockyard's response storage, not in the sandbox (issue 11 §1).
 
 The echo agent (azure-ai-agentserver-responses 2.3.0, unchanged) runs with `FOUNDRY_HOSTING_ENVIRONMENT` set, as
-Foundry runs it (dockyard leaves it to the version for now: runtime/environment.py says why), so its own
+Foundry runs it (dockyard sets it in every sandbox: runtime/environment.py), so its own
 `FoundryStorageProvider` stores each response through `{project}/storage/`. Shown
 through the real azure-ai-projects and openai clients: `retrieve` and history (`previous_response_id`, seen as
 the next turn's input items) across a released and resumed session, then after the session and its sandbox are
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.engine]
 
 @pytest.fixture(scope="module")
 def agent(project: AIProjectClient, image: str) -> str:
-    return deploy(project, image, env={"FOUNDRY_HOSTING_ENVIRONMENT": "1"})
+    return deploy(project, image)  # nothing set: the platform's default
 
 
 def stored(home: Path, response_id: str, timeout: float = 10.0) -> tuple[str, str, str | None, str]:

@@ -20,6 +20,7 @@ not the question echoed, tokens counted by the model, a completion in the model 
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 from azure.ai.projects import AIProjectClient
+from azure.ai.projects.models import VersionRefIndicator
 from openai import OpenAI
 from support.engine import FIXTURE_IMAGES, engine_dockyard
 from support.hosted import deploy
@@ -230,3 +232,44 @@ def test_an_agent_framework_agent_keeps_the_conversation(
     assert_finished(follow_up)
     assert follow_up.model_extra["agent_session_id"] == first.model_extra["agent_session_id"]
     assert follow_up.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+
+
+def agent_state(home: Path, agent: str) -> list[tuple[str, bool, int]]:
+    """The agent's state stores as dockyard keeps them: (name, user isolation, live items)."""
+    with sqlite3.connect(f"file:{home / 'dockyard.db'}?mode=ro", uri=True) as db:
+        return db.execute("SELECT s.name, s.user_isolation, COUNT(i.seq) FROM state_stores s LEFT JOIN "
+                          "state_store_items i ON i.store_id = s.id WHERE s.agent_name = ? GROUP BY s.id",
+                          (agent,)).fetchall()
+
+
+def test_an_agent_framework_agents_state_outlives_its_session(
+        project: AIProjectClient, server: DockyardProcess, maf_agent: str) -> None:
+    """With FOUNDRY_HOSTING_ENVIRONMENT set (dockyard sets it, as Foundry does), Agent Framework's host keeps
+    its agent sessions through the project's state-store API (its real FoundryStateStore client) and the
+    turns through the response storage: the conversation carries on after the session's sandbox is released,
+    and its turns are still there after the session is gone."""
+    client = openai_for(project, maf_agent)
+    session = project.agents.create_session(
+        agent_name=maf_agent, version_indicator=VersionRefIndicator(agent_version="1")).agent_session_id
+    in_session = {"agent_session_id": session}
+    first = client.responses.create(input="My name is Ada.", max_output_tokens=MAX_OUTPUT_TOKENS,
+                                    extra_body=in_session)
+    assert_finished(first)
+    stores = agent_state(server.home, maf_agent)
+    sessions = [(isolated, items) for name, isolated, items in stores if name.startswith("agent_sessions/")]
+    assert sessions and all(isolated for isolated, _ in sessions) and sum(i for _, i in sessions) >= 1, stores
+
+    project.agents.stop_session(agent_name=maf_agent, session_id=session)  # released: nothing left in memory
+    second = client.responses.create(input="What is my name?", max_output_tokens=MAX_OUTPUT_TOKENS,
+                                     previous_response_id=first.id, extra_body=in_session)
+    assert_finished(second)
+    assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+
+    project.agents.delete_session(agent_name=maf_agent, session_id=session)  # its sandbox and volume are gone
+    # The turns are the project's: dockyard answers them from storage. (Agent Framework scopes its agent
+    # session to the platform session, so a follow-up in a new session is refused by the agent itself:
+    # "Cannot find an existing agent session", as it would be in Foundry.)
+    assert client.responses.retrieve(second.id).output_text == second.output_text
+    history = [part.text for item in client.responses.input_items.list(second.id, order="asc")
+               for part in getattr(item, "content", None) or [] if hasattr(part, "text")]
+    assert history[0] == "My name is Ada." and history[-1] == "What is my name?", history
