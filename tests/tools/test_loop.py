@@ -213,6 +213,50 @@ def test_streamed_events_are_in_order_with_sequence_numbers(server: McpTestServe
     assert events[-1]["response"]["output"][1]["output"] == "42"
 
 
+def test_a_tool_call_is_streamed_in_progress_before_it_runs(server: McpTestServer, engine: Engine) -> None:
+    """`added` and `mcp_call.in_progress` reach the caller before the server is called; `completed` after,
+    under the same item id and output index (an approved call's too)."""
+    store = ToolResponseStore(engine)
+
+    async def go(body: dict[str, Any], script: Script) -> list[tuple[dict[str, Any], int]]:
+        t = turn({"stream": True, **body}, script)
+        await t.start(KINDS, store)
+        seen = []
+        async for chunk in stream_turn(t, store):
+            for block in chunk.split(b"\n\n"):
+                if block:  # each event with the MCP server's call count when it was sent
+                    seen.append((json.loads(block.split(b"data: ", 1)[1]), len(server.calls)))
+        return seen
+
+    for body, script in (
+            ({"input": "20+22", "tools": [mcp_tool(server)]}, Script(call("mcp__calc__add", {"a": 20, "b": 22}),
+                                                                     says("42"))),
+            ({"input": "Echo", "tools": [mcp_tool(server, approval="always", label="gated")]},
+             Script(call("mcp__gated__echo", {"text": "hi"})))):
+        events = asyncio.run(go(body, script))
+        if events[-1][0]["response"]["output"][-1]["type"] == "mcp_approval_request":  # answer it, streamed
+            request = events[-1][0]["response"]["output"][-1]
+            events = asyncio.run(go({"input": [{"type": "mcp_approval_response", "approve": True,
+                                                "approval_request_id": request["id"]}], "tools": body["tools"],
+                                     "previous_response_id": events[-1][0]["response"]["id"]}, Script(says("hi"))))
+        by_type = {event["type"]: (event, calls) for event, calls in events}
+        before = len(server.calls) - 1
+        added = next(e for e, _ in events if e["type"] == "response.output_item.added"
+                     and e["item"]["type"] == "mcp_call")
+        assert added["item"]["status"] == "in_progress"
+        for kind in ("response.mcp_call.in_progress", "response.mcp_call_arguments.done"):
+            assert by_type[kind][1] == before, f"{kind} was sent after the tool ran"
+        completed, calls = by_type["response.mcp_call.completed"]
+        done = next(e for e, _ in events
+                    if e["type"] == "response.output_item.done" and e["item"]["type"] == "mcp_call")
+        assert calls == before + 1 and done["item"]["output"] is not None
+        assert added["item"]["id"] == completed["item_id"] == done["item"]["id"]
+        assert added["output_index"] == done["output_index"]
+        final = events[-1][0]["response"]
+        assert [i["id"] for i in final["output"]].index(done["item"]["id"]) == done["output_index"]
+        assert [e["sequence_number"] for e, _ in events] == list(range(len(events)))
+
+
 def test_a_model_failure_mid_stream_ends_with_an_error_event(server: McpTestServer) -> None:
     class Failing(Script):
         async def __call__(self, body: dict[str, Any]) -> dict[str, Any]:

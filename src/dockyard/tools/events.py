@@ -16,8 +16,10 @@ events of its kind, `response.output_item.done`, and last `response.completed` (
   `response.output_text.annotation.added` per annotation, `response.output_text.done`,
   `response.content_part.done`.
 
-An item's events are sent once it is final (a tool's once it has run), so `added` and `done` carry the
-same id, which the openai client's stream accumulator insists on.
+An item's events are sent once it is final, except a platform tool call's: `started` sends its `added`
+and the events up to the run (`in_progress`, its arguments or code, `interpreting`, `searching`) before
+the tool runs, and the item, with the same id (which the openai client's stream accumulator insists on),
+the rest (`completed` or `failed`, `output_item.done`) after it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class LoopEvents:
     def __init__(self) -> None:
         self.sequence_number = 0
         self.index = 0
+        # The tool call `started` and not yet ended: its item id and output index.
+        self._open: tuple[Any, int] | None = None
 
     def event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self.sequence_number, **fields}
@@ -63,42 +67,74 @@ class LoopEvents:
         kind = "response.incomplete" if response.get("status") == "incomplete" else "response.completed"
         return self.event(kind, response=response)
 
-    def item(self, item: dict[str, Any]) -> bytes:
+    def started(self, item: dict[str, Any]) -> bytes:
+        """A tool call about to run: `output_item.added` and its kind's progress events up to the run
+        (`in_progress`, the arguments or code, `interpreting`, `searching`). `item` with the same id ends it."""
         index = self.index
         self.index += 1
+        self._open = (item.get("id"), index)
+        return (self.event("response.output_item.added", output_index=index, item=_in_progress(item))
+                + self._starting(item, {"item_id": item.get("id", ""), "output_index": index}))
+
+    def item(self, item: dict[str, Any]) -> bytes:
+        """An output item once final: its events from `added` to `done`, or the rest of them after `started`."""
+        out = b""
+        if self._open is not None and self._open[0] == item.get("id"):
+            index = self._open[1]
+            self._open = None
+            at = {"item_id": item.get("id", ""), "output_index": index}
+        else:
+            index = self.index
+            self.index += 1
+            at = {"item_id": item.get("id", ""), "output_index": index}
+            out = self.event("response.output_item.added", output_index=index, item=_in_progress(item))
+            out += self._starting(item, at)
+        return out + self._finishing(item, at) + self.event("response.output_item.done", output_index=index, item=item)
+
+    def _starting(self, item: dict[str, Any], at: dict[str, Any]) -> bytes:
+        """The kind's events that need nothing of its result."""
         kind = item.get("type")
-        at = {"item_id": item.get("id", ""), "output_index": index}
-        out = self.event("response.output_item.added", output_index=index, item=_in_progress(item))
-        if kind == "message":
-            out += self._message(item, at)
-        elif kind == "mcp_list_tools":
+        out = b""
+        if kind == "mcp_list_tools":
             out += self.event("response.mcp_list_tools.in_progress", **at)
-            out += self.event("response.mcp_list_tools.failed" if item.get("error") else
-                              "response.mcp_list_tools.completed", **at)
         elif kind == "mcp_call":
             arguments = str(item.get("arguments") or "")
             out += self.event("response.mcp_call.in_progress", **at)
             out += self.event("response.mcp_call_arguments.delta", delta=arguments, **at)
             out += self.event("response.mcp_call_arguments.done", arguments=arguments, **at)
-            out += self.event("response.mcp_call.failed" if item.get("error") else "response.mcp_call.completed",
-                              **at)
         elif kind == "code_interpreter_call":
             code = str(item.get("code") or "")
             out += self.event("response.code_interpreter_call.in_progress", **at)
             out += self.event("response.code_interpreter_call_code.delta", delta=code, **at)
             out += self.event("response.code_interpreter_call_code.done", code=code, **at)
             out += self.event("response.code_interpreter_call.interpreting", **at)
-            out += self.event("response.code_interpreter_call.completed", **at)
         elif kind == "file_search_call":
             out += self.event("response.file_search_call.in_progress", **at)
             out += self.event("response.file_search_call.searching", **at)
+        return out
+
+    def _finishing(self, item: dict[str, Any], at: dict[str, Any]) -> bytes:
+        """The kind's events that tell its result."""
+        kind = item.get("type")
+        out = b""
+        if kind == "message":
+            out += self._message(item, at)
+        elif kind == "mcp_list_tools":
+            out += self.event("response.mcp_list_tools.failed" if item.get("error") else
+                              "response.mcp_list_tools.completed", **at)
+        elif kind == "mcp_call":
+            out += self.event("response.mcp_call.failed" if item.get("error") else "response.mcp_call.completed",
+                              **at)
+        elif kind == "code_interpreter_call":
+            out += self.event("response.code_interpreter_call.completed", **at)
+        elif kind == "file_search_call":
             out += self.event("response.file_search_call.completed", **at)
         elif kind == "function_call":
             arguments = str(item.get("arguments") or "")
             out += self.event("response.function_call_arguments.delta", delta=arguments, **at)
             out += self.event("response.function_call_arguments.done", name=item.get("name"), arguments=arguments,
                               **at)
-        return out + self.event("response.output_item.done", output_index=index, item=item)
+        return out
 
     def _message(self, item: dict[str, Any], at: dict[str, Any]) -> bytes:
         out = b""

@@ -90,6 +90,14 @@ def uses_loop(body: Mapping[str, Any], kinds: Mapping[str, ToolKind]) -> bool:
 
 
 @dataclass
+class Started:
+    """A platform tool call about to run, as `run` yields it: its item in progress (the id the item will
+    have), so a stream shows the call before the tool has finished."""
+
+    item: dict[str, Any]
+
+
+@dataclass
 class _Bound:
     type: str
     config: Mapping[str, Any]
@@ -220,15 +228,19 @@ class Turn:
 
     # -- the rounds ------------------------------------------------------------------------------------
 
-    async def run(self) -> AsyncIterator[dict[str, Any]]:
-        """Run to the end, yielding each output item once it is final (for streaming)."""
+    async def run(self) -> AsyncIterator[dict[str, Any] | Started]:
+        """Run to the end, yielding each output item once it is final, and each platform tool call as it
+        starts (for streaming)."""
         for item in self._prepared_items:
             yield self._show(item)
         for request, call, approve, reason in self._approvals:
             bound = self._owner_of(request, call)
             self.tool_calls += 1  # counts against max_tool_calls like any call this Response runs
+            resuming = _mcp_call(request.get("server_label"), str(request.get("name") or ""),
+                                 str(request.get("arguments") or "{}"), str(request.get("id") or ""))
+            yield Started(resuming)
             outcome = await bound.tool.resume(self.ctx, request, approve, reason)
-            for shown in self._outcome_items(outcome):
+            for shown in self._outcome_items(outcome, resuming):
                 yield shown
             call = call or {"type": "function_call", "call_id": new_id("call"),
                             "name": self._function_of(bound, request), "arguments": request.get("arguments", "{}")}
@@ -254,8 +266,14 @@ class Turn:
                 self.transcript.append(_model_item(item))
                 yield self._show(item)  # text beside the calls, or the caller's own function calls
             for call in calls:
-                outcome = await self._run_call(call)
-                for shown in self._outcome_items(outcome):
+                bound, arguments = self._arguments(call)
+                announced = _announced(bound, str(call["name"]), arguments)
+                if announced is not None:
+                    yield Started(announced)
+                self.tool_calls += 1
+                call_id = str(call.get("call_id") or new_id("call"))
+                outcome = await bound.tool.run(self.ctx, str(call["name"]), arguments, call_id)
+                for shown in self._outcome_items(outcome, announced):
                     yield shown
                 if outcome.model_output is None:
                     self.pending[outcome.item["id"]] = _model_item(call)
@@ -274,9 +292,8 @@ class Turn:
         self.incomplete_details = {"reason": INCOMPLETE_REASON}
         self.ctx.log(f"tool loop stopped after {self.max_rounds} model calls without an answer")
 
-    async def _run_call(self, call: dict[str, Any]) -> ToolOutcome:
-        bound = self.functions[str(call["name"])]
-        call_id = str(call.get("call_id") or new_id("call"))
+    def _arguments(self, call: dict[str, Any]) -> tuple[_Bound, dict[str, Any]]:
+        """The tool a model's function call is for, and its arguments (an empty object if they are not one)."""
         try:
             arguments = json.loads(call.get("arguments") or "{}")
         except ValueError:
@@ -284,12 +301,15 @@ class Turn:
         if not isinstance(arguments, dict):
             arguments = {}
             self.ctx.log(f"tool loop: the model called {call['name']} with arguments that are not a JSON object")
-        self.tool_calls += 1
-        return await bound.tool.run(self.ctx, str(call["name"]), arguments, call_id)
+        return self.functions[str(call["name"])], arguments
 
-    def _outcome_items(self, outcome: ToolOutcome) -> list[dict[str, Any]]:
+    def _outcome_items(self, outcome: ToolOutcome, announced: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The outcome's items as shown; an announced call's item first, under the id it was announced with."""
         self.annotations.extend(outcome.annotations)
-        return [self._show(item) for item in [*outcome.extra_items, outcome.item]]
+        if announced is None:
+            return [self._show(item) for item in [*outcome.extra_items, outcome.item]]
+        outcome.item["id"] = announced["id"]
+        return [self._show(item) for item in [outcome.item, *outcome.extra_items]]
 
     def _show(self, item: dict[str, Any]) -> dict[str, Any]:
         if item.get("type") == "file_search_call" and _RESULTS_INCLUDE not in (self.body.get("include") or []):
@@ -420,6 +440,31 @@ class Turn:
                           pending=self.pending, input_items=self.inputs)
 
 
+def _announced(bound: _Bound, function: str, arguments: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The item a platform tool call will show, in progress, when its kind is certain before it runs: an
+    `mcp` call that waits for an approval shows an `mcp_approval_request` instead (nothing to announce)."""
+    if bound.type == "code_interpreter":
+        code = arguments.get("code")
+        return {"id": new_id("ci"), "type": "code_interpreter_call", "status": "in_progress",
+                "code": code if isinstance(code, str) else None, "container_id": None, "outputs": None}
+    if bound.type == "file_search":
+        return {"id": new_id("fs"), "type": "file_search_call", "status": "in_progress", "queries": [],
+                "results": None}
+    if bound.type == "mcp":
+        name = getattr(bound.tool, "tool_name", lambda _: None)(function)
+        approval = getattr(bound.tool, "approval", None)
+        if name is not None and (approval is None or approval.required(name)):
+            return None
+        return _mcp_call(getattr(bound.tool, "label", None), name or function,
+                         json.dumps(dict(arguments), separators=(",", ":")), None)
+    return None
+
+
+def _mcp_call(label: Any, name: str, arguments: str, approval_request_id: str | None) -> dict[str, Any]:
+    return {"id": new_id("mcp"), "type": "mcp_call", "server_label": label, "name": name, "arguments": arguments,
+            "approval_request_id": approval_request_id, "output": None, "error": None, "status": "in_progress"}
+
+
 _ITEM_ID_PREFIXES = {"message": "msg", "function_call_output": "fco", "mcp_approval_response": "mcpr"}
 
 
@@ -473,7 +518,7 @@ async def stream_turn(turn: Turn, store: ToolResponseStore | None) -> AsyncItera
     yield events.start(turn.response("in_progress"))
     try:
         async for item in turn.run():
-            yield events.item(item)
+            yield events.started(item.item) if isinstance(item, Started) else events.item(item)
         if store is not None:
             await run_in_threadpool(store.save, turn.record())
     except DockyardError as error:
