@@ -4,12 +4,16 @@ Files round trip (`client.files.*`), a vector store made from an uploaded docume
 (`vector_stores.search`, exact file and text), a file batch, a file with no text fails with its reason,
 a file past `--max-file-bytes` is refused as it streams in (413, dockyard's memory unmoved), another
 caller meets 404 for all of it, and the local model, made to call the tool (`tool_choice`), searches
-through the Responses loop and its answer cites the file.
+through the Responses loop and its answer cites the file. The embedding server the stores use is the
+`local-embeddings` deployment: listed by azure-ai-projects, called with `client.embeddings.create`
+(floats and the client's default base64), and refused with a 400 for chat (as the chat deployment is
+for embeddings). A file's parsed text comes back through `vector_stores.files.content`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import ssl
 import time
@@ -19,7 +23,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from support.hosted import bearer_token, tls_context
+from support.hosted import bearer_token, project_client, tls_context
 from support.llama import gguf_path, require_llama
 from support.process import DockyardProcess
 
@@ -116,6 +120,8 @@ def test_a_file_with_no_text_fails_with_its_reason(clients: dict[str, openai.Ope
                                                          poll_interval_ms=200)
     assert attached.status == "failed" and attached.last_error is not None
     assert attached.last_error.code == "unsupported_file" and "png" in attached.last_error.message
+    # Nothing was parsed, so there is no parsed text to show.
+    assert alice.vector_stores.files.content(file_id=image.id, vector_store_id=store[0]).data == []
     alice.vector_stores.files.delete(vector_store_id=store[0], file_id=image.id)
 
 
@@ -170,6 +176,61 @@ def test_another_caller_meets_404(clients: dict[str, openai.OpenAI], store: tupl
     own = bob.vector_stores.create(name="bobs")
     with pytest.raises(openai.NotFoundError):
         bob.vector_stores.files.create(vector_store_id=own.id, file_id=lighthouse)
+
+
+def test_a_files_parsed_text_comes_back_through_the_openai_client(dockyard: DockyardProcess,
+                                                                  tls: ssl.SSLContext,
+                                                                  clients: dict[str, openai.OpenAI],
+                                                                  store: tuple[str, str, str]) -> None:
+    vector_store, lighthouse, _ = store
+    alice = clients["alice"]
+    page = alice.vector_stores.files.content(file_id=lighthouse, vector_store_id=vector_store)
+    assert [item.type for item in page] == ["text"]
+    assert page.data[0].text is not None and page.data[0].text.strip() == LIGHTHOUSE.strip()
+    raw = httpx.get(f"{dockyard.endpoint}/openai/v1/vector_stores/{vector_store}/files/{lighthouse}/content",
+                    headers={"Authorization": f"Bearer {alice.api_key}"}, verify=tls).json()
+    assert (raw["object"], raw["has_more"], raw["next_page"], raw["file_id"], raw["filename"]) == (
+        "vector_store.file_content.page", False, None, lighthouse, "lighthouse.md")
+    for call in (lambda: clients["bob"].vector_stores.files.content(file_id=lighthouse, vector_store_id=vector_store),
+                 lambda: alice.vector_stores.files.content(file_id="file-nothere", vector_store_id=vector_store)):
+        with pytest.raises(openai.NotFoundError):
+            call()
+
+
+def test_the_embedding_server_is_a_deployment_called_through_the_openai_client(
+        dockyard: DockyardProcess, clients: dict[str, openai.OpenAI], store: tuple[str, str, str]) -> None:
+    alice = clients["alice"]
+    with project_client(dockyard) as project:
+        listed = {d.name: d for d in project.deployments.list()}
+        assert listed["local-embeddings"].capabilities == {"embeddings": "true"}
+        assert listed["local-embeddings"].connection_name == "local" and listed["local-embeddings"].model_name
+        assert "embeddings" not in listed["local"].capabilities
+        # The SDK's own OpenAI client reaches it too.
+        assert len(project.get_openai_client().embeddings.create(model="local-embeddings", input="tide").data) == 1
+    floats = alice.embeddings.create(model="local-embeddings", input=["lighthouse keeper", "bread dough"],
+                                     encoding_format="float")
+    assert floats.object == "list" and [e.index for e in floats.data] == [0, 1]
+    assert all(e.object == "embedding" for e in floats.data) and floats.model
+    assert floats.usage.prompt_tokens > 0 and floats.usage.total_tokens == floats.usage.prompt_tokens
+    width = len(floats.data[0].embedding)
+    assert width == len(floats.data[1].embedding) > 100
+    # The client asks for base64 when not told (and decodes it): the same vector, to float32's precision.
+    packed = alice.embeddings.create(model="local-embeddings", input="lighthouse keeper")
+    assert len(packed.data[0].embedding) == width
+    assert all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
+               for a, b in zip(packed.data[0].embedding, floats.data[0].embedding, strict=True))
+    with pytest.raises(openai.BadRequestError) as shortened:
+        alice.embeddings.create(model="local-embeddings", input="x", dimensions=64)
+    assert shortened.value.code == "DimensionsNotSupported"
+    # Chat on the embedding deployment, embeddings on the chat one: a 400 that says which to use.
+    refusals = (lambda: alice.chat.completions.create(model="local-embeddings", max_tokens=4,
+                                                      messages=[{"role": "user", "content": "hi"}]),
+                lambda: alice.responses.create(model="local-embeddings", input="hi", max_output_tokens=16),
+                lambda: alice.embeddings.create(model="local", input="hi"))
+    for call in refusals:
+        with pytest.raises(openai.BadRequestError) as refused:
+            call()
+        assert refused.value.code == "OperationNotSupported", refused.value
 
 
 def require_loop() -> None:

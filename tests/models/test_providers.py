@@ -14,9 +14,10 @@ from support.fake_vendor import FakeVendor
 from support.llama import LLAMA_KEY, LlamaServer
 from support.process import free_port
 
-from dockyard.models.providers import Operation, key_headers, operation_url, rewrite_model
+from dockyard.domain.errors import BadRequest
+from dockyard.models.providers import Operation, check_operation, key_headers, operation_url, rewrite_model
 from dockyard.models.relay import model_timeout, relay
-from dockyard.models.upstreams import AuthKind, ProviderKind, Upstream
+from dockyard.models.upstreams import AuthKind, ModelKind, ProviderKind, Upstream
 
 
 def upstream(kind: ProviderKind = ProviderKind.OPENAI, base_url: str = "http://127.0.0.1:9/v1", **kw: Any) -> Upstream:
@@ -32,6 +33,30 @@ def test_operation_urls_for_each_kind(operation: Operation, path: str) -> None:
     assert operation_url(upstream(ProviderKind.LOCAL, "http://127.0.0.1:5/v1"), operation) == f"http://127.0.0.1:5/v1/{path}"
     azure = upstream(ProviderKind.AZURE_OPENAI, "https://r.openai.azure.com")
     assert operation_url(azure, operation) == f"https://r.openai.azure.com/openai/v1/{path}"
+
+
+def test_calls_a_known_model_cannot_answer_are_refused_before_they_leave() -> None:
+    embeddings = upstream(ProviderKind.LOCAL, deployment="local-embeddings", model_kind=ModelKind.EMBEDDINGS)
+    chat = upstream(ProviderKind.LOCAL, deployment="local", model_kind=ModelKind.CHAT)
+    check_operation(embeddings, Operation.EMBEDDINGS, {"input": "x", "encoding_format": "base64"})
+    for operation in (Operation.CHAT_COMPLETIONS, Operation.COMPLETIONS, Operation.RESPONSES):
+        check_operation(chat, operation, {})
+        with pytest.raises(BadRequest) as refused:
+            check_operation(embeddings, operation, {})
+        assert refused.value.code == "OperationNotSupported" and refused.value.param == "model"
+        assert "'local-embeddings' is an embedding model" in refused.value.message
+    with pytest.raises(BadRequest) as no_vectors:
+        check_operation(chat, Operation.EMBEDDINGS, {"input": "x"})
+    assert no_vectors.value.code == "OperationNotSupported" and "local-embeddings" in no_vectors.value.message
+    # The local server cannot shorten its vectors (it would answer full ones as if it had); OpenAI's can.
+    with pytest.raises(BadRequest) as shortened:
+        check_operation(embeddings, Operation.EMBEDDINGS, {"input": "x", "dimensions": 64})
+    assert shortened.value.code == "DimensionsNotSupported" and shortened.value.param == "dimensions"
+    remote = upstream(model_kind=ModelKind.EMBEDDINGS)
+    check_operation(remote, Operation.EMBEDDINGS, {"input": "x", "dimensions": 64})
+    # A remote deployment dockyard knows nothing about: its upstream answers for itself.
+    for operation in (Operation.EMBEDDINGS, Operation.CHAT_COMPLETIONS, Operation.RESPONSES):
+        check_operation(upstream(), operation, {"dimensions": 64})
 
 
 def test_keys_travel_as_each_provider_expects() -> None:

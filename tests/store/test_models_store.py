@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from dockyard.domain.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from dockyard.models.catalog import LOCAL, Catalog
 from dockyard.models.deployments import Connection, Deployment, Sku
-from dockyard.models.upstreams import AuthKind, ProviderKind, Upstream
+from dockyard.models.upstreams import AuthKind, ModelKind, ProviderKind, Upstream
 from dockyard.store.database import open_engine, sqlite_url
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore
@@ -128,6 +128,18 @@ def test_resolve_gives_the_upstream(models: ModelStore) -> None:
     assert (chat.kind, chat.base_url, chat.model, chat.auth, chat.speaks_responses) == (
         ProviderKind.AZURE_OPENAI, "https://x.openai.azure.com", "my-azure-deployment", AuthKind.ENTRA, False)
     assert catalog.names("default") == ["chat", "gpt-4o-mini"]
+
+
+def test_a_deployment_whose_capabilities_say_embeddings_only_resolves_as_an_embedding_model(
+        models: ModelStore) -> None:
+    models.add_connection("default", OPENAI)
+    models.add_deployment("default", deployment("gpt-4o-mini"))
+    models.add_deployment("default", Deployment("small", "openai", "text-embedding-3-small", "text-embedding-3-small",
+                                                capabilities={"embeddings": "true"}))
+    catalog = Catalog(models)
+    assert catalog.resolve("default", "small").model_kind is ModelKind.EMBEDDINGS
+    # Added with the CLI's default (chat) capabilities, a remote deployment may be anything: its upstream answers.
+    assert catalog.resolve("default", "gpt-4o-mini").model_kind is ModelKind.ANY
 
 
 def test_an_unknown_deployment_lists_the_ones_there_are_and_how_to_add_one(models: ModelStore) -> None:

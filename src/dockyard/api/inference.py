@@ -47,7 +47,14 @@ from dockyard.api.schemas import InferenceRequest, json_request, validated
 from dockyard.domain.errors import BadRequest, NotFound, Unauthorized
 from dockyard.identity.ownership import USER_IDENTITY_HEADER, Caller
 from dockyard.identity.tokens import FOUNDRY_AUDIENCE, InvalidToken, Principal
-from dockyard.models.providers import EntraTokens, Operation, auth_headers, operation_url, rewrite_model
+from dockyard.models.providers import (
+    EntraTokens,
+    Operation,
+    auth_headers,
+    check_operation,
+    operation_url,
+    rewrite_model,
+)
 from dockyard.models.relay import model_timeout, relay, relay_translated, send
 from dockyard.models.translate import chat_to_response, responses_to_chat
 from dockyard.models.upstreams import Upstream
@@ -130,12 +137,18 @@ def _timeout(read_seconds: float) -> aiohttp.ClientTimeout:
     return model_timeout(read_seconds)
 
 
-async def _resolve(request: Request, project: str, name: Any) -> Upstream:
+async def _resolve(request: Request, project: str, name: Any, operation: Operation | None = None,
+                   body: dict[str, Any] | None = None) -> Upstream:
+    """The deployment's upstream; with `operation`, a call its model cannot answer is a 400 here
+    (chat on an embedding deployment, embeddings on a chat one: see providers.check_operation)."""
     if not isinstance(name, str) or not name:
         names = ", ".join(services(request).catalog.names(project)) or "none"  # type: ignore[union-attr]
         raise BadRequest(f"Name the model deployment to call in 'model'. Deployments in this project: {names}.",
                          code="ModelRequired", param="model")
-    return await services(request).catalog.resolve_ready(project, name)  # type: ignore[union-attr]
+    upstream = await services(request).catalog.resolve_ready(project, name)  # type: ignore[union-attr]
+    if operation is not None:
+        check_operation(upstream, operation, body)
+    return upstream
 
 
 async def forward(request: Request, upstream: Upstream, operation: Operation, body: dict[str, Any]) -> Response:
@@ -162,7 +175,7 @@ async def model_response(request: Request, project: str, body: dict[str, Any]) -
     _check_project(request, project)
     if uses_loop(body, services(request).tool_kinds) or await _continues_loop(request, project, body):
         return await _tool_loop(request, project, body)
-    upstream = await _resolve(request, project, body.get("model"))
+    upstream = await _resolve(request, project, body.get("model"), Operation.RESPONSES, body)
     return await forward(request, upstream, Operation.RESPONSES, body)
 
 
@@ -179,7 +192,7 @@ async def _continues_loop(request: Request, project: str, body: dict[str, Any]) 
 
 async def _tool_loop(request: Request, project: str, body: dict[str, Any]) -> Response:
     the = services(request)
-    upstream = await _resolve(request, project, body.get("model"))
+    upstream = await _resolve(request, project, body.get("model"), Operation.RESPONSES, body)
     request_id = request.scope.get("state", {}).get("request_id", "")
 
     def log_line(line: str) -> None:
@@ -282,7 +295,7 @@ async def _call(request: Request, project: str, operation: Operation, deployment
     _check_project(request, project)
     body = validated(InferenceRequest, await json_body(request, limit=services(request).settings.max_invocation_bytes))
     # The Azure OpenAI paths name the deployment; LangChain sends no `model` in the body then.
-    upstream = await _resolve(request, project, deployment or body.get("model"))
+    upstream = await _resolve(request, project, deployment or body.get("model"), operation, body)
     return await forward(request, upstream, operation, body)
 
 

@@ -1,8 +1,8 @@
 """The Vector Stores API (`/openai/v1/vector_stores`), as `client.vector_stores.*` calls it.
 
-Vector stores, their files (`/files`), file batches (`/file_batches`) and search (`/search`), in
-OpenAI's shapes, at `{project}/openai/v1/...` and `{project}/openai/...` with the model endpoint's
-tokens. Adding a file answers at once with the file `in_progress`; it is taken in in the background
+Vector stores, their files (`/files`, and their parsed text at `/files/{id}/content`), file batches
+(`/file_batches`) and search (`/search`), in OpenAI's shapes, at `{project}/openai/v1/...` and
+`{project}/openai/...` with the model endpoint's tokens. Adding a file answers at once with the file `in_progress`; it is taken in in the background
 (dockyard.tools.vector_search). A vector store and the files named in it must be the caller's:
 anything else answers 404 as if it did not exist.
 """
@@ -17,10 +17,11 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import json_body, services
 from dockyard.api.files import file_store, inference_caller
-from dockyard.domain.chunking import parse_chunking_strategy
+from dockyard.domain.chunking import UnsupportedFile, parse_chunking_strategy
 from dockyard.domain.errors import BadRequest, ServiceUnavailable
 from dockyard.identity.ownership import Caller
 from dockyard.store.vector_stores import (
+    COMPLETED,
     FILE_STATUSES,
     MAX_LIST_LIMIT,
     Listing,
@@ -28,6 +29,7 @@ from dockyard.store.vector_stores import (
     check_expires_after,
     check_metadata,
 )
+from dockyard.tools.extraction import extract
 from dockyard.tools.vector_search import MAX_RESULTS, VectorSearch, check_filters
 
 project_router = APIRouter(prefix="/api/projects/{project}")
@@ -215,6 +217,30 @@ def delete_vector_store_file(request: Request, project: str, vector_store_id: st
     return JSONResponse({"id": file_id, "object": "vector_store.file.deleted", "deleted": True})
 
 
+async def vector_store_file_content(request: Request, project: str, vector_store_id: str,
+                                   file_id: str) -> JSONResponse:
+    """The parsed text of a file in the store (`vector_stores.files.content`), in one page.
+
+    OpenAI's page shape (`object`, `data: [{type, text}]`, `has_more`, `next_page`), which the openai
+    client reads, with the `file_id`, `filename` and `attributes` its API reference also shows. The text
+    is read again from the file as it was taken in (the same child-process extraction): only the chunks,
+    which overlap, are kept. A file not yet (or never) taken in has no parsed text: `data` is empty.
+    """
+    caller = inference_caller(request, project)
+    attached = _search(request).repository.get_file(project, caller.owner, vector_store_id, file_id)
+    files = file_store(request)
+    stored = files.get(project, caller.owner, file_id)
+    data: list[dict[str, str]] = []
+    if attached.status == COMPLETED:
+        try:
+            data.append({"type": "text", "text": await extract(files.path(stored), stored.filename)})
+        except UnsupportedFile:  # it was read once; a file changed on disk since has nothing to show
+            pass
+    return JSONResponse({"object": "vector_store.file_content.page", "data": data, "has_more": False,
+                         "next_page": None, "file_id": file_id, "filename": stored.filename,
+                         "attributes": attached.attributes})
+
+
 def _status_filter(request: Request) -> str | None:
     status = request.query_params.get("filter") or None
     if status is not None and status not in FILE_STATUSES:
@@ -287,6 +313,7 @@ _ROUTES: tuple[tuple[str, Any, str], ...] = (
     (f"{_STORE}/files/{{file_id}}", retrieve_vector_store_file, "GET"),
     (f"{_STORE}/files/{{file_id}}", update_vector_store_file, "POST"),
     (f"{_STORE}/files/{{file_id}}", delete_vector_store_file, "DELETE"),
+    (f"{_STORE}/files/{{file_id}}/content", vector_store_file_content, "GET"),
     (f"{_STORE}/file_batches", create_file_batch, "POST"),
     (f"{_STORE}/file_batches/{{batch_id}}", retrieve_file_batch, "GET"),
     (f"{_STORE}/file_batches/{{batch_id}}/cancel", cancel_file_batch, "POST"),

@@ -9,7 +9,9 @@ the agent gateway's routing state does (`gateway/sandboxes.py`). A name it does 
 at once before it answers 404: a deployment added a moment ago by `dockyard model add` is found.
 
 The local model's address is known only while it runs, so a deployment on the built-in `local`
-connection takes `base_url` and `model` from the running `LocalModel` at each call.
+connection takes `base_url` and `model` from the running `LocalModel` at each call. A local deployment
+whose capabilities say embeddings (the built-in `local-embeddings`) goes to the embedding server
+instead (models/embeddings.py lends it here), which starts on the first call that needs it.
 
 Listing (deployments and connections API) reads the store each time: it is not on a hot path, and
 it must show registry connections too, which live in their own store.
@@ -33,15 +35,19 @@ from dockyard.models.deployments import (
     Deployment,
     ProjectConnection,
     default_capabilities,
+    embedding_capabilities,
+    is_embedding_model,
     model_connection_view,
     registry_connection_view,
 )
-from dockyard.models.upstreams import AuthKind, ProviderKind, Upstream
+from dockyard.models.upstreams import AuthKind, ModelKind, ProviderKind, Upstream
 from dockyard.store.models import ModelStore, connection_not_found
 from dockyard.store.registries import RegistryStore
 
 # The built-in connection and deployment that reach the local model.
 LOCAL = "local"
+# The built-in deployment that reaches dockyard's own embedding server (on the `local` connection).
+LOCAL_EMBEDDINGS = "local-embeddings"
 LOCAL_MODEL_UNAVAILABLE = "LocalModelUnavailable"
 
 _STALE_LIMIT = 10
@@ -73,6 +79,11 @@ def local_deployment(name: str = LOCAL, model_name: str = "") -> Deployment:
                       capabilities=default_capabilities(speaks_responses=False))
 
 
+def local_embeddings_deployment(model_name: str = "") -> Deployment:
+    return Deployment(name=LOCAL_EMBEDDINGS, connection=LOCAL, model="", model_name=model_name,
+                      model_publisher="dockyard", capabilities=embedding_capabilities())
+
+
 @dataclass
 class _Snapshot:
     read_at: float
@@ -90,6 +101,8 @@ class Catalog:
         self.registries = registries
         # Set once the local model exists (see `attach_local_model`); None means dockyard runs none.
         self.local_model = local_model
+        # dockyard's own embedding server, lent by models/embeddings.py (`attach_embedding_server`).
+        self.embedding_server: LocalModelLike | None = None
         self.cache_seconds = cache_seconds
         self._snapshots: dict[str, _Snapshot] = {}
         self._refreshing: set[str] = set()
@@ -124,26 +137,42 @@ class Catalog:
             return self._local_upstream(found, connection)
         upstream = Upstream(deployment=found.name, connection=connection.name, kind=connection.kind,
                             base_url=connection.target, model=found.model or found.name, auth=connection.auth,
-                            api_key=connection.api_key, speaks_responses=connection.speaks_responses)
+                            api_key=connection.api_key, speaks_responses=connection.speaks_responses,
+                            model_kind=ModelKind.EMBEDDINGS if is_embedding_model(found.capabilities)
+                            else ModelKind.ANY)
         snapshot.upstreams[deployment] = upstream
         return upstream
 
     async def resolve_ready(self, project: str, deployment: str, timeout: float = 60.0) -> Upstream:
-        """`resolve`, but a deployment on the local model waits (without blocking the loop) while it loads."""
+        """`resolve`, but a deployment on the local model waits (without blocking the loop) while it loads.
+
+        The embedding server is started here, by the first call that needs it.
+        """
         try:
             return self.resolve(project, deployment)
         except ServiceUnavailable as error:
-            wait_ready = getattr(self.local_model, "wait_ready", None)
-            if error.code != LOCAL_MODEL_UNAVAILABLE or wait_ready is None or not self.local_model.available:  # type: ignore[union-attr]
+            server = self._local_server(project, deployment)
+            wait_ready = getattr(server, "wait_ready", None)
+            if error.code != LOCAL_MODEL_UNAVAILABLE or server is None or wait_ready is None or not server.available:
                 raise
+            if server is self.embedding_server:
+                getattr(server, "start", lambda: None)()  # at once when it already runs
             await wait_ready(timeout)  # raises its own 503 with the reason when it gives up
             return self.resolve(project, deployment)
+
+    def _local_server(self, project: str, deployment: str) -> LocalModelLike | None:
+        found = self._snapshot(project).deployments.get(deployment)
+        if found is not None and is_embedding_model(found.capabilities):
+            return self.embedding_server
+        return self.local_model
 
     def names(self, project: str) -> list[str]:
         """The deployment names of `project`, sorted (from the same cache as `resolve`)."""
         return sorted(self._snapshot(project).deployments)
 
     def _local_upstream(self, deployment: Deployment, connection: Connection) -> Upstream:
+        if is_embedding_model(deployment.capabilities):
+            return self._embedding_upstream(deployment, connection)
         local = self.local_model
         if local is None:
             raise ServiceUnavailable(
@@ -164,7 +193,29 @@ class Catalog:
                 "home.", code=LOCAL_MODEL_UNAVAILABLE)
         return Upstream(deployment=deployment.name, connection=connection.name, kind=ProviderKind.LOCAL,
                         base_url=base_url, model=local.model_name, auth=AuthKind.API_KEY, api_key=local.api_key,
-                        speaks_responses=bool(getattr(local, "speaks_responses", connection.speaks_responses)))
+                        speaks_responses=bool(getattr(local, "speaks_responses", connection.speaks_responses)),
+                        model_kind=ModelKind.CHAT)
+
+    def _embedding_upstream(self, deployment: Deployment, connection: Connection) -> Upstream:
+        server = self.embedding_server
+        if server is None:
+            raise ServiceUnavailable(
+                f"Deployment {deployment.name!r} goes to dockyard's own embedding server, which this dockyard does "
+                "not run (it was started with --no-local-model). Restart it without that flag, or use an embedding "
+                "deployment of a provider (`dockyard model add NAME --base-url URL`).", code=LOCAL_MODEL_UNAVAILABLE)
+        if not server.available:
+            hint = getattr(server, "install_hint", "The local model is not installed; `make run` installs it.")
+            raise ServiceUnavailable(f"Deployment {deployment.name!r} goes to dockyard's embedding server. {hint}",
+                                     code=LOCAL_MODEL_UNAVAILABLE)
+        base_url = server.base_url
+        if base_url is None:
+            raise ServiceUnavailable(
+                f"Deployment {deployment.name!r} goes to dockyard's embedding server, which is not running yet (it "
+                "starts on the first call, or is restarting after a crash). Retry in a few seconds; its log is "
+                "logs/local-embeddings.log in dockyard's home.", code=LOCAL_MODEL_UNAVAILABLE)
+        return Upstream(deployment=deployment.name, connection=connection.name, kind=ProviderKind.LOCAL,
+                        base_url=base_url, model=server.model_name, auth=AuthKind.API_KEY, api_key=server.api_key,
+                        speaks_responses=False, model_kind=ModelKind.EMBEDDINGS)
 
     def _deployment_not_found(self, name: str, deployments: Iterable[str]) -> NotFound:
         known = ", ".join(sorted(deployments)) or "none"
@@ -222,7 +273,8 @@ class Catalog:
     # -- the local model ----------------------------------------------------------------------------
 
     def attach_local_model(self, local_model: LocalModelLike, projects: Iterable[str]) -> None:
-        """Use `local_model` for the `local` connection, and make sure `local` exists in each project.
+        """Use `local_model` for the `local` connection, and make sure `local` and `local-embeddings` (the
+        embedding server, on the same GGUF) exist in each project.
 
         Idempotent: a `local` connection or deployment already there (even one the user changed) is kept.
         """
@@ -230,6 +282,11 @@ class Catalog:
         for project in projects:
             self.models.ensure_connection(project, local_connection())
             self.models.ensure_deployment(project, local_deployment(model_name=local_model.model_name))
+            self.models.ensure_deployment(project, local_embeddings_deployment(model_name=local_model.model_name))
+
+    def attach_embedding_server(self, server: LocalModelLike) -> None:
+        """Serve local deployments whose capabilities say embeddings from `server` (not started here)."""
+        self.embedding_server = server
 
     # -- what the deployments and connections API show ----------------------------------------------
 

@@ -155,6 +155,16 @@ def default_capabilities(speaks_responses: bool = True) -> dict[str, str]:
     return capabilities
 
 
+def embedding_capabilities() -> dict[str, str]:
+    """What an embedding model deployment can do, as Foundry lists one (`text-embedding-3-small`)."""
+    return {"embeddings": "true"}
+
+
+def is_embedding_model(capabilities: Mapping[str, str]) -> bool:
+    """Capabilities that say embeddings and not chat: calls other than embeddings are refused."""
+    return capabilities.get("embeddings") == "true" and capabilities.get("chat_completion") != "true"
+
+
 def default_publisher(kind: ProviderKind) -> str:
     return "OpenAI" if kind in (ProviderKind.OPENAI, ProviderKind.AZURE_OPENAI) else "dockyard"
 

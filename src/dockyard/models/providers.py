@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.domain.errors import DockyardError
-from dockyard.models.upstreams import AuthKind, ProviderKind, Upstream
+from dockyard.domain.errors import BadRequest, DockyardError
+from dockyard.models.upstreams import AuthKind, ModelKind, ProviderKind, Upstream
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # A token is renewed this long before it expires, so none expires between check and use.
@@ -50,6 +51,35 @@ def operation_url(upstream: Upstream, operation: Operation) -> str:
     if upstream.kind is ProviderKind.AZURE_OPENAI:
         return f"{base}/openai/v1/{operation.value}"
     return f"{base}/{operation.value}"
+
+
+# Azure OpenAI's code for a call the deployment's model cannot answer (chat on an embedding model).
+OPERATION_NOT_SUPPORTED = "OperationNotSupported"
+
+
+def check_operation(upstream: Upstream, operation: Operation, body: Mapping[str, Any] | None = None) -> None:
+    """Refuse, with a 400 that says what to call instead, a call the deployment's model cannot answer.
+
+    Only where dockyard knows the model (`Upstream.model_kind`): llama.cpp's chat server answers
+    embeddings with a 501, its embedding server hangs on chat, and neither knows `dimensions` (it
+    would answer full-length vectors as if it did). A remote deployment's upstream answers for itself.
+    """
+    kind = upstream.model_kind
+    if kind is ModelKind.EMBEDDINGS and operation is not Operation.EMBEDDINGS:
+        raise BadRequest(
+            f"Deployment {upstream.deployment!r} is an embedding model: it answers /embeddings, not "
+            f"/{operation.value}. Name a chat deployment in 'model' (`GET …/openai/v1/models` lists the "
+            "deployments; `local` is the local chat model).", code=OPERATION_NOT_SUPPORTED, param="model")
+    if kind is ModelKind.CHAT and operation is Operation.EMBEDDINGS:
+        raise BadRequest(
+            f"Deployment {upstream.deployment!r} is a chat model and makes no embeddings. Name an embedding "
+            "deployment in 'model' (`local-embeddings` is the local one).", code=OPERATION_NOT_SUPPORTED,
+            param="model")
+    if (operation is Operation.EMBEDDINGS and upstream.kind is ProviderKind.LOCAL and body is not None
+            and body.get("dimensions") is not None):
+        raise BadRequest(
+            f"Deployment {upstream.deployment!r} makes vectors of its model's own length only and cannot shorten "
+            "them: leave 'dimensions' out.", code="DimensionsNotSupported", param="dimensions")
 
 
 def key_headers(upstream: Upstream) -> dict[str, str]:

@@ -20,6 +20,18 @@ class ProviderKind(str, Enum):
     LOCAL = "local"
 
 
+class ModelKind(str, Enum):
+    """Which operations a deployment's model answers, when dockyard knows it."""
+
+    # Not known (a remote deployment): every call is relayed, and the upstream answers what it cannot do.
+    ANY = "any"
+    # A chat model: chat/completions, completions, responses; no embeddings (the local chat server).
+    CHAT = "chat"
+    # An embedding model: embeddings only (the local embedding server, or a deployment whose
+    # capabilities say embeddings and not chat).
+    EMBEDDINGS = "embeddings"
+
+
 class AuthKind(str, Enum):
     NONE = "none"
     API_KEY = "api_key"
@@ -44,3 +56,5 @@ class Upstream:
     api_key: str | None = field(default=None, repr=False)
     # False when the upstream only speaks Chat Completions: Responses calls are translated.
     speaks_responses: bool = True
+    # What it answers: calls it cannot answer are refused with a 400 before they leave (providers.check_operation).
+    model_kind: ModelKind = ModelKind.ANY
