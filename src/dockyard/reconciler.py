@@ -51,6 +51,7 @@ from dockyard.store.tool_responses import ToolResponseStore
 
 if TYPE_CHECKING:
     from dockyard.store.code_bundles import CodeBundles
+    from dockyard.store.vector_stores import VectorStoreRepository
 
 log = logging.getLogger("dockyard.reconciler")
 
@@ -77,6 +78,9 @@ class ReconcilerSettings:
     # prune interval: this loop is dockyard's periodic sweep, and a prune is one indexed DELETE.
     tool_response_retention_seconds: float = 30 * 24 * 3600
     prune_interval_seconds: float = 300.0
+    # Vector stores past their `expires_after` show `expired` this long, then the same prune deletes them
+    # (files, chunks, index; the uploaded files stay).
+    expired_vector_store_grace_seconds: float = 24 * 3600
 
 
 class Reconciler:
@@ -92,9 +96,11 @@ class Reconciler:
         code_image: str | None = None,
         admission: Admission | None = None,
         tool_responses: ToolResponseStore | None = None,
+        vector_stores: VectorStoreRepository | None = None,
     ) -> None:
         self.store = store
         self.tool_responses = tool_responses
+        self.vector_stores = vector_stores
         self._next_prune = 0.0
         # What sandboxes may start (dockyard.domain.admission); None admits everything.
         self.admission = admission
@@ -159,17 +165,32 @@ class Reconciler:
             self._wake.clear()
 
     def prune_if_due(self) -> int:
-        """Remove the tool loop's Responses past their retention, if a prune interval has passed; how many."""
-        if self.tool_responses is None or time.monotonic() < self._next_prune:
+        """Remove the tool loop's Responses past their retention and vector stores expired past their grace,
+        if a prune interval has passed; how many of either."""
+        if (self.tool_responses is None and self.vector_stores is None) or time.monotonic() < self._next_prune:
             return 0
         self._next_prune = time.monotonic() + self.settings.prune_interval_seconds
-        try:
-            removed = self.tool_responses.prune(older_than=time.time() - self.settings.tool_response_retention_seconds)
-        except Exception:  # a locked or full database must not stop the loop: the next interval tries again
-            log.exception("pruning the tool loop's responses failed")
-            return 0
-        if removed:
-            log.info("pruned %d tool loop response(s) past their retention", removed)
+        removed = 0
+        if self.tool_responses is not None:
+            try:
+                pruned = self.tool_responses.prune(
+                    older_than=time.time() - self.settings.tool_response_retention_seconds)
+            except Exception:  # a locked or full database must not stop the loop: the next interval tries again
+                log.exception("pruning the tool loop's responses failed")
+            else:
+                if pruned:
+                    log.info("pruned %d tool loop response(s) past their retention", pruned)
+                removed += pruned
+        if self.vector_stores is not None:
+            try:
+                expired = self.vector_stores.delete_expired(
+                    grace_seconds=self.settings.expired_vector_store_grace_seconds)
+            except Exception:  # as above: the next interval tries again
+                log.exception("deleting expired vector stores failed")
+            else:
+                if expired:
+                    log.info("deleted %d expired vector store(s): %s", len(expired), ", ".join(expired))
+                removed += len(expired)
         return removed
 
     # -- one pass -----------------------------------------------------------------------------------

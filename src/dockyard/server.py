@@ -128,7 +128,8 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
                                 tool_response_retention_seconds=settings.tool_response_retention_seconds,
                                 prune_interval_seconds=settings.tool_response_prune_interval_seconds),
                             sessions=sessions, bundles=bundles, code_image=settings.code_image,
-                            admission=Admission(admission_budget(settings)), tool_responses=tool_responses)
+                            admission=Admission(admission_budget(settings)), tool_responses=tool_responses,
+                            vector_stores=vector_search.repository)
     control_plane = ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake,
                                  sessions=sessions, bundles=bundles)
     # Uploads cut off by a crash are partial files; bundles whose versions went while stopped are garbage.

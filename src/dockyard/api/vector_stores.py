@@ -2,9 +2,9 @@
 
 Vector stores, their files (`/files`, and their parsed text at `/files/{id}/content`), file batches
 (`/file_batches`) and search (`/search`), in OpenAI's shapes, at `{project}/openai/v1/...` and
-`{project}/openai/...` with the model endpoint's tokens. Adding a file answers at once with the file `in_progress`; it is taken in in the background
-(dockyard.tools.vector_search). A vector store and the files named in it must be the caller's:
-anything else answers 404 as if it did not exist.
+`{project}/openai/...` with the model endpoint's tokens. Adding a file answers at once with the file
+`in_progress`; it is taken in in the background (dockyard.tools.vector_search). A vector store and the
+files named in it must be the caller's: anything else answers 404 as if it did not exist.
 """
 
 from __future__ import annotations

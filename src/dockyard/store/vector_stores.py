@@ -225,9 +225,35 @@ class VectorStoreRepository(Repository):
     def delete(self, project: str, owner: Owner, vector_store_id: str) -> None:
         with self._write() as session:
             row = self._owned(session, project, owner, vector_store_id)
-            for table in (VectorStoreChunkRow, VectorStoreFileRow, VectorStoreFileBatchRow):
-                session.execute(delete(table).where(table.vector_store_id == row.id))
-            session.delete(row)
+            _delete_rows(session, row)
+        self._drop_index(vector_store_id)
+
+    def delete_expired(self, *, grace_seconds: float, now: float | None = None) -> list[str]:
+        """Delete the stores expired (`expires_after` past `last_active_at`) for longer than `grace_seconds`,
+        with their files, batches, chunks and index; their ids. The periodic sweep calls this.
+
+        OpenAI marks a store `expired` and later removes it; here it shows `expired` through the grace
+        period, then is gone (404). A store used meanwhile (`touch`) is no longer expired and is kept:
+        each row is checked again inside the transaction that deletes it. The files stay in `/files`.
+        """
+        now = time.time() if now is None else now
+        with self._read() as session:
+            candidates = session.execute(select(VectorStoreRow.id, VectorStoreRow.last_active_at,
+                                                VectorStoreRow.expires_after)
+                                         .where(VectorStoreRow.expires_after.is_not(None))).all()
+        due = [vs for vs, active, policy in candidates if _expired_before(active, policy, now - grace_seconds)]
+        deleted = []
+        for vector_store_id in due:
+            with self._write() as session:
+                row = session.scalar(select(VectorStoreRow).where(VectorStoreRow.id == vector_store_id))
+                if row is None or not _expired_before(row.last_active_at, row.expires_after, now - grace_seconds):
+                    continue
+                _delete_rows(session, row)
+            self._drop_index(vector_store_id)
+            deleted.append(vector_store_id)
+        return deleted
+
+    def _drop_index(self, vector_store_id: str) -> None:
         self.index(vector_store_id).drop()
         self._indexes.pop(vector_store_id, None)
 
@@ -428,6 +454,19 @@ class VectorStoreRepository(Repository):
                            name=row.name, created_at=row.created_at, last_active_at=row.last_active_at,
                            expires_after=row.expires_after, metadata=row.metadata_ or {},
                            embedding_deployment=row.embedding_deployment, file_counts=counts, usage_bytes=int(usage))
+
+
+def _expired_before(last_active_at: int, expires_after: Mapping[str, Any] | None, moment: float) -> bool:
+    """Whether a store with this policy expired at or before `moment` (VectorStore.expires_at's rule)."""
+    if not expires_after:
+        return False
+    return last_active_at + int(expires_after.get("days", 0)) * 86400 <= moment
+
+
+def _delete_rows(session: Any, row: VectorStoreRow) -> None:
+    for table in (VectorStoreChunkRow, VectorStoreFileRow, VectorStoreFileBatchRow):
+        session.execute(delete(table).where(table.vector_store_id == row.id))
+    session.delete(row)
 
 
 def _counts(session: Any, condition: Any) -> FileCounts:
