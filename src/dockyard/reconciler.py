@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait as wait_for
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from dockyard.domain.errors import (
 from dockyard.domain.images import parse_image_reference
 from dockyard.domain.resources import DEFAULT_CPU, DEFAULT_MEMORY, cpu_cores, memory_bytes
 from dockyard.domain.sessions import Session, SessionStatus
+from dockyard.housekeeping import Sweep
 from dockyard.runtime.base import (
     CodeWorkload,
     Observed,
@@ -47,11 +48,9 @@ from dockyard.runtime.python_runtimes import runtime_image
 from dockyard.store.agents import AgentStore, DesiredVersion
 from dockyard.store.registries import RegistryConnection, RegistryStore
 from dockyard.store.sessions import SessionStore
-from dockyard.store.tool_responses import ToolResponseStore
 
 if TYPE_CHECKING:
     from dockyard.store.code_bundles import CodeBundles
-    from dockyard.store.vector_stores import VectorStoreRepository
 
 log = logging.getLogger("dockyard.reconciler")
 
@@ -74,13 +73,8 @@ class ReconcilerSettings:
     readiness_wait_per_pass_seconds: float = 30.0
     workers: int = 8
     log_lines_in_errors: int = 20
-    # Responses the tool loop made (store/tool_responses.py) older than this are pruned, at most once per
-    # prune interval: this loop is dockyard's periodic sweep, and a prune is one indexed DELETE.
-    tool_response_retention_seconds: float = 30 * 24 * 3600
+    # dockyard.housekeeping's sweeps run at most this often, from this loop.
     prune_interval_seconds: float = 300.0
-    # Vector stores past their `expires_after` show `expired` this long, then the same prune deletes them
-    # (files, chunks, index; the uploaded files stay).
-    expired_vector_store_grace_seconds: float = 24 * 3600
 
 
 class Reconciler:
@@ -95,12 +89,10 @@ class Reconciler:
         bundles: CodeBundles | None = None,
         code_image: str | None = None,
         admission: Admission | None = None,
-        tool_responses: ToolResponseStore | None = None,
-        vector_stores: VectorStoreRepository | None = None,
+        sweeps: Sequence[Sweep] = (),
     ) -> None:
         self.store = store
-        self.tool_responses = tool_responses
-        self.vector_stores = vector_stores
+        self.sweeps = list(sweeps)
         self._next_prune = 0.0
         # What sandboxes may start (dockyard.domain.admission); None admits everything.
         self.admission = admission
@@ -165,32 +157,21 @@ class Reconciler:
             self._wake.clear()
 
     def prune_if_due(self) -> int:
-        """Remove the tool loop's Responses past their retention and vector stores expired past their grace,
-        if a prune interval has passed; how many of either."""
-        if (self.tool_responses is None and self.vector_stores is None) or time.monotonic() < self._next_prune:
+        """Run the housekeeping sweeps (dockyard.housekeeping) if a prune interval has passed; how many things
+        they removed."""
+        if not self.sweeps or time.monotonic() < self._next_prune:
             return 0
         self._next_prune = time.monotonic() + self.settings.prune_interval_seconds
         removed = 0
-        if self.tool_responses is not None:
+        for sweep in self.sweeps:
             try:
-                pruned = self.tool_responses.prune(
-                    older_than=time.time() - self.settings.tool_response_retention_seconds)
+                count = sweep.run()
             except Exception:  # a locked or full database must not stop the loop: the next interval tries again
-                log.exception("pruning the tool loop's responses failed")
-            else:
-                if pruned:
-                    log.info("pruned %d tool loop response(s) past their retention", pruned)
-                removed += pruned
-        if self.vector_stores is not None:
-            try:
-                expired = self.vector_stores.delete_expired(
-                    grace_seconds=self.settings.expired_vector_store_grace_seconds)
-            except Exception:  # as above: the next interval tries again
-                log.exception("deleting expired vector stores failed")
-            else:
-                if expired:
-                    log.info("deleted %d expired vector store(s): %s", len(expired), ", ".join(expired))
-                removed += len(expired)
+                log.exception("removing %s failed", sweep.what)
+                continue
+            if count:
+                log.info("removed %d %s", count, sweep.what)
+            removed += count
         return removed
 
     # -- one pass -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from dockyard.domain.admission import Admission, Budget, budget_from, read_machi
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE
 from dockyard.gateway.sandboxes import Sandboxes
 from dockyard.home import Home
+from dockyard.housekeeping import Retention, sweeps
 from dockyard.identity.tls import ensure_tls
 from dockyard.identity.tokens import TokenAuthority
 from dockyard.logs import logging_config
@@ -122,14 +123,15 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
                                                  home if settings.local_model else None)},
         settings.embedding_deployment)
     tool_responses = ToolResponseStore(engine_db)
+    state_stores = StateStores(engine_db)
     reconciler = Reconciler(store, registries, runtime, platform.for_version,
-                            ReconcilerSettings(
-                                interval_seconds=settings.reconcile_interval_seconds,
-                                tool_response_retention_seconds=settings.tool_response_retention_seconds,
-                                prune_interval_seconds=settings.tool_response_prune_interval_seconds),
+                            ReconcilerSettings(interval_seconds=settings.reconcile_interval_seconds,
+                                               prune_interval_seconds=settings.housekeeping_interval_seconds),
                             sessions=sessions, bundles=bundles, code_image=settings.code_image,
-                            admission=Admission(admission_budget(settings)), tool_responses=tool_responses,
-                            vector_stores=vector_search.repository)
+                            admission=Admission(admission_budget(settings)),
+                            sweeps=sweeps(Retention(tool_responses_seconds=settings.tool_response_retention_seconds),
+                                          tool_responses=tool_responses, vector_stores=vector_search.repository,
+                                          state_stores=state_stores))
     control_plane = ControlPlane(store, capability_host=settings.capability_host, on_change=reconciler.wake,
                                  sessions=sessions, bundles=bundles)
     # Uploads cut off by a crash are partial files; bundles whose versions went while stopped are garbage.
@@ -154,7 +156,7 @@ def build_services(settings: Settings, home: Home, *, engine: Engine | None = No
         vector_search=vector_search,
         traces=TraceStore(home.root / "traces.db"),
         stored_responses=StoredResponses(engine_db),
-        state_stores=StateStores(engine_db),
+        state_stores=state_stores,
         tool_kinds=build_tool_kinds(ToolDependencies(settings=settings, home=home, database=engine_db,
                                                      engine=engine, catalog=catalog, files=files,
                                                      vector_search=vector_search)),

@@ -49,7 +49,8 @@ class Settings:
     # Its Responses (kept for previous_response_id, GET, input_items) are pruned once this old, as OpenAI
     # keeps responses 30 days; the reconciler's loop prunes every interval.
     tool_response_retention_seconds: float = 30 * 24 * 3600
-    tool_response_prune_interval_seconds: float = 300.0
+    # How often dockyard.housekeeping's sweeps run (those Responses, expired vector stores and state items).
+    housekeeping_interval_seconds: float = 300.0
     log_level: str = "info"
     # Container engine: None finds one (DOCKER_HOST, the usual sockets, or podman's service, started).
     engine: str | None = None

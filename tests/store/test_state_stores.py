@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from dockyard.domain.errors import Conflict, NotFound
+from dockyard.housekeeping import Retention, sweeps
+from dockyard.reconciler import Reconciler, ReconcilerSettings
+from dockyard.store.agents import AgentStore
 from dockyard.store.database import migrate, open_engine, sqlite_url
+from dockyard.store.registries import RegistryStore
+from dockyard.store.secrets import SecretBox
 from dockyard.store.state_stores import NEVER_EXPIRES, Paging, PreconditionFailed, StateScope, StateStores
 
 ALICE = StateScope("default", "helper", "call:user:alice|")
@@ -130,3 +135,14 @@ def test_deleting_a_store_removes_every_callers_items(store: StateStores) -> Non
     assert store.list_keys(ALICE, "agent_sessions", {}, Paging()).data == []
     assert store.list_keys(BOB, "agent_sessions", {}, Paging()).data == []
     assert [s["name"] for s in store.list_stores(ALICE, Paging()).data] == ["agent_sessions"]
+
+
+def test_the_reconcilers_sweep_removes_expired_items(store: StateStores, tmp_path: Path) -> None:
+    engine = open_engine(sqlite_url(tmp_path / "dockyard.db"))
+    reconciler = Reconciler(AgentStore(engine), RegistryStore(engine, SecretBox.generate()), None, lambda *_: {},
+                            ReconcilerSettings(prune_interval_seconds=3600),
+                            sweeps=sweeps(Retention(), state_stores=store))
+    make(store, "short", ttl=1)
+    store.put_item(ALICE, "short", "k", {"v": 1}, None, None)
+    time.sleep(1.1)
+    assert reconciler.prune_if_due() == 1

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from dockyard.housekeeping import Retention, sweeps
 from dockyard.identity.ownership import Caller, Owner
 from dockyard.reconciler import Reconciler, ReconcilerSettings
 from dockyard.store.agents import AgentStore
@@ -49,9 +50,8 @@ def test_responses_past_their_retention_are_pruned(engine: Engine) -> None:
 def test_the_reconcilers_loop_prunes_once_per_interval(engine: Engine) -> None:
     store = ToolResponseStore(engine)
     reconciler = Reconciler(AgentStore(engine), RegistryStore(engine, SecretBox.generate()), None,
-                            lambda *_: {}, ReconcilerSettings(tool_response_retention_seconds=30 * DAY,
-                                                              prune_interval_seconds=3600),
-                            tool_responses=store)
+                            lambda *_: {}, ReconcilerSettings(prune_interval_seconds=3600),
+                            sweeps=sweeps(Retention(tool_responses_seconds=30 * DAY), tool_responses=store))
     store.save(record("resp_old", time.time() - 31 * DAY))
     assert reconciler.prune_if_due() == 1 and store.find("default", ME, "resp_old") is None
     store.save(record("resp_old_too", time.time() - 31 * DAY))

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, update
 
 from dockyard.domain.errors import NotFound
+from dockyard.housekeeping import Retention, sweeps
 from dockyard.identity.ownership import Owner
 from dockyard.reconciler import Reconciler, ReconcilerSettings
 from dockyard.store.agents import AgentStore
@@ -75,8 +76,8 @@ def test_a_store_used_again_is_no_longer_expired_and_is_kept(engine: Engine, tmp
 def test_the_reconcilers_loop_deletes_expired_stores_once_per_interval(engine: Engine, tmp_path: Path) -> None:
     repository = VectorStoreRepository(engine, tmp_path / "vector_stores")
     reconciler = Reconciler(AgentStore(engine), RegistryStore(engine, SecretBox.generate()), None, lambda *_: {},
-                            ReconcilerSettings(expired_vector_store_grace_seconds=DAY, prune_interval_seconds=3600),
-                            vector_stores=repository)
+                            ReconcilerSettings(prune_interval_seconds=3600),
+                            sweeps=sweeps(Retention(expired_vector_store_grace_seconds=DAY), vector_stores=repository))
     expired = make_store(engine, repository, days=1, last_active_ago=3 * DAY)
     assert reconciler.prune_if_due() == 1
     with pytest.raises(NotFound):
