@@ -219,6 +219,10 @@ def test_the_embedding_server_is_a_deployment_called_through_the_openai_client(
     assert len(packed.data[0].embedding) == width
     assert all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
                for a, b in zip(packed.data[0].embedding, floats.data[0].embedding, strict=True))
+    # Azure OpenAI's path names the deployment (/openai/deployments/local-embeddings/embeddings?api-version=…).
+    azure = openai.AzureOpenAI(azure_endpoint=dockyard.endpoint, api_version="2024-10-21", api_key=alice.api_key,
+                               http_client=httpx.Client(verify=tls_context(dockyard), timeout=120), max_retries=0)
+    assert len(azure.embeddings.create(model="local-embeddings", input="lighthouse keeper").data[0].embedding) == width
     with pytest.raises(openai.BadRequestError) as shortened:
         alice.embeddings.create(model="local-embeddings", input="x", dimensions=64)
     assert shortened.value.code == "DimensionsNotSupported"
