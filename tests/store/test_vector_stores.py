@@ -3,21 +3,24 @@ the periodic sweep (the reconciler's loop), in a real SQLite store with a real u
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, update
 
-from dockyard.domain.errors import NotFound
+from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.housekeeping import Retention, sweeps
 from dockyard.identity.ownership import Owner
 from dockyard.reconciler import Reconciler, ReconcilerSettings
 from dockyard.store.agents import AgentStore
+from dockyard.store.files import FileStore
 from dockyard.store.registries import RegistryStore
 from dockyard.store.secrets import SecretBox
 from dockyard.store.tables import VectorStoreRow
 from dockyard.store.vector_stores import VectorStoreRepository
+from dockyard.tools.vector_search import VectorSearch
 
 ME = Owner("user:me", None)
 DAY = 24 * 3600
@@ -85,3 +88,14 @@ def test_the_reconcilers_loop_deletes_expired_stores_once_per_interval(engine: E
     again = make_store(engine, repository, days=1, last_active_ago=3 * DAY)
     assert reconciler.prune_if_due() == 0  # not due again for an hour
     assert repository.get("default", ME, again).id == again
+
+
+def test_searching_an_expired_store_is_refused_and_does_not_revive_it(engine: Engine, tmp_path: Path) -> None:
+    """As in OpenAI, an expired store is no longer available for use (the sweep deletes it after the grace)."""
+    repository = VectorStoreRepository(engine, tmp_path / "vector_stores")
+    expired = make_store(engine, repository, days=1, last_active_ago=DAY + 60)
+    search = VectorSearch(repository, FileStore(engine, tmp_path / "files"), {}, "local-embeddings")
+    with pytest.raises(BadRequest) as refused:
+        asyncio.run(search.search("default", ME, [expired], ["tide"]))
+    assert refused.value.code == "VectorStoreExpired"
+    assert repository.get("default", ME, expired).to_wire()["status"] == "expired"

@@ -66,9 +66,12 @@ class VectorStore:
             return None
         return int(self.last_active_at + int(self.expires_after.get("days", 0)) * 86400)
 
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= time.time()
+
     def to_wire(self) -> dict[str, Any]:
-        expired = self.expires_at is not None and self.expires_at <= time.time()
-        status = "expired" if expired else IN_PROGRESS if self.file_counts.in_progress else COMPLETED
+        status = "expired" if self.expired else IN_PROGRESS if self.file_counts.in_progress else COMPLETED
         return {"id": self.id, "object": "vector_store", "created_at": self.created_at, "name": self.name,
                 "usage_bytes": self.usage_bytes, "file_counts": self.file_counts.to_wire(), "status": status,
                 "expires_after": self.expires_after, "expires_at": self.expires_at,

@@ -155,6 +155,11 @@ class VectorSearch:
                      filters: Mapping[str, Any] | None = None) -> list[SearchResult]:
         """The best chunks for the queries across the stores, best first (each store must be the caller's)."""
         stores = [self.repository.get(project, owner, vs) for vs in vector_store_ids]
+        for store in stores:
+            if store.expired:  # as OpenAI: an expired store is no longer available for use
+                raise BadRequest(f"Vector store {store.id!r} has expired (expires_after); make a new one, or set a "
+                                 "longer expires_after on the next.", code="VectorStoreExpired",
+                                 param="vector_store_ids")
         queries = [q for q in queries if q.strip()]
         if not queries or not stores:
             return []
