@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from dockyard.domain.errors import Conflict, DockyardError, NotFound
 from dockyard.store.database import Repository
@@ -198,10 +198,10 @@ class StateStores(Repository):
         creation order, paged on item ids."""
         with self._read() as db:
             store = _store_row(db, scope, name)
-            rows = db.scalars(select(StateStoreItemRow).where(
+            rows = db.scalars(select(StateStoreItemRow).options(defer(StateStoreItemRow.value)).where(
                 StateStoreItemRow.store_id == store.id, StateStoreItemRow.partition == _partition(store, scope),
                 _live(time.time()),
-            )).all()
+            )).all()  # values (checkpoints can be large) are not read: a listing shows keys
             matching = [row for row in rows if all((row.tags or {}).get(k) == v for k, v in tags.items())]
             matching.sort(key=lambda row: (row.created_at, row.seq), reverse=not paging.ascending)
             return _page([_item_wire(row, value=False, tags=True) for row in matching], paging)
