@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.domain.deployments import Deployment
 from dockyard.domain.errors import ServiceUnavailable
 from dockyard.home import Home
 from dockyard.models.catalog import LOCAL, LOCAL_EMBEDDINGS
-from dockyard.models.deployments import Deployment
 from dockyard.server import build_services
 from dockyard.settings import Settings
 

@@ -14,10 +14,11 @@ from support.fake_vendor import FakeVendor
 from support.llama import LLAMA_KEY, LlamaServer
 from support.process import free_port
 
+from dockyard.domain.deployments import AuthKind, ProviderKind
 from dockyard.domain.errors import BadRequest
 from dockyard.models.providers import Operation, check_operation, key_headers, operation_url, rewrite_model
 from dockyard.models.relay import model_timeout, relay
-from dockyard.models.upstreams import AuthKind, ModelKind, ProviderKind, Upstream
+from dockyard.models.upstreams import ModelKind, Upstream
 
 
 def upstream(kind: ProviderKind = ProviderKind.OPENAI, base_url: str = "http://127.0.0.1:9/v1", **kw: Any) -> Upstream:

@@ -7,10 +7,9 @@ from sqlalchemy import Engine
 
 from dockyard.domain.agents import AgentVersion
 from dockyard.domain.definitions import HostedDefinition
+from dockyard.domain.deployments import AuthKind, Connection, ProviderKind
 from dockyard.domain.errors import BadRequest, NotFound
 from dockyard.models.catalog import Catalog
-from dockyard.models.deployments import Connection
-from dockyard.models.upstreams import AuthKind, ProviderKind
 from dockyard.runtime.environment import PlatformEnvironment
 from dockyard.store.agents import DesiredVersion
 from dockyard.store.models import ModelStore

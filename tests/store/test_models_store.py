@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from dockyard.domain.deployments import AuthKind, Connection, Deployment, ProviderKind, Sku
 from dockyard.domain.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from dockyard.models.catalog import LOCAL, Catalog
-from dockyard.models.deployments import Connection, Deployment, Sku
-from dockyard.models.upstreams import AuthKind, ModelKind, ProviderKind, Upstream
+from dockyard.models.upstreams import ModelKind, Upstream
 from dockyard.store.database import open_engine, sqlite_url
 from dockyard.store.models import ModelStore
 from dockyard.store.registries import RegistryStore

@@ -1,14 +1,13 @@
 """Every failure answered in Azure's error envelope, `{"error": {"code", "message"}}`.
 
 Handlers here cover dockyard's own errors, Starlette's (unknown route, wrong method) and anything
-unexpected; an unexpected error is logged with its request id and answered without internals.
+unexpected; an unexpected error is logged with its request id and answered without internals. The
+envelope itself is `dockyard.wire_errors`, which the model relay and the agent gateway answer with too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,31 +15,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dockyard.domain.errors import DockyardError, Unauthorized
+from dockyard.wire_errors import error_response
 
 log = logging.getLogger("dockyard.api")
 
 _HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType"}
-
-
-def error_response(status_code: int, code: str, message: str, *, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if param:
-        error["param"] = param
-    return JSONResponse({"error": error}, status_code=status_code, headers=headers)
-
-
-def stream_error_event(code: str, message: str, *, sequence_number: int = 0, chat: bool = False) -> bytes:
-    """The last event of an SSE stream that broke off, so no client mistakes a cut answer for a whole one.
-
-    Responses-style (the default): an `error` event in openai's ResponseErrorEvent shape, which the openai
-    client raises. Chat Completions (`chat`): a data line holding `{"error": …}`, which it raises too.
-    """
-    if chat:
-        body: dict[str, Any] = {"error": {"message": message, "type": "server_error", "code": code, "param": None}}
-        return b"data: " + json.dumps(body).encode() + b"\n\n"
-    body = {"type": "error", "code": code, "message": message, "param": None, "sequence_number": sequence_number}
-    return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from dockyard.api.dependencies import services
-from dockyard.api.errors import error_response
 from dockyard.domain.errors import DockyardError
 from dockyard.identity.agents import AGENT_ROLE, agent_from_identity_header
 from dockyard.identity.ownership import OPERATOR_SUBJECT, USER_ROLE, user_subject
 from dockyard.settings import IDENTITY_PATH
+from dockyard.wire_errors import error_response
 
 router = APIRouter()
 

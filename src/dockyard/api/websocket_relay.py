@@ -17,11 +17,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from dockyard.api.dependencies import authenticate_caller, services
-from dockyard.api.errors import error_response
 from dockyard.api.forwarding import check_api_version, open_session, platform_headers, running_target
 from dockyard.api.request_ids import new_request_id
 from dockyard.domain.errors import DockyardError
 from dockyard.domain.sessions import Session
+from dockyard.wire_errors import error_response
 
 log = logging.getLogger("dockyard.gateway")
 

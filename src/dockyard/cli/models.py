@@ -25,8 +25,8 @@ import typer
 from dockyard.cli.output import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, fail, note, print_json, stdout
 
 if TYPE_CHECKING:
+    from dockyard.domain.deployments import Connection
     from dockyard.models.catalog import Catalog
-    from dockyard.models.deployments import Connection
 
 DEFAULT_PROJECT = "default"
 
@@ -73,9 +73,9 @@ def model_add(
     home: Path = HomeOption,
 ) -> None:
     """Add a deployment: NAME, served by a provider (--base-url, --azure-endpoint), a connection, or --local."""
+    from dockyard.domain.deployments import Deployment, default_capabilities, default_publisher
     from dockyard.domain.errors import DockyardError
     from dockyard.models.catalog import LOCAL, local_connection
-    from dockyard.models.deployments import Deployment, default_capabilities, default_publisher
 
     sources = [s for s, given in (("--base-url", base_url), ("--azure-endpoint", azure_endpoint),
                                   ("--connection", connection), ("--local", local)) if given]
@@ -258,9 +258,8 @@ def _implicit_connection_name(deployment: str) -> str:
 
 def _new_connection(name: str, base_url: str | None, azure_endpoint: str | None, api_key_stdin: bool, entra: bool,
                     chat_only: bool, metadata: list[str] | None = None) -> Connection:
+    from dockyard.domain.deployments import AuthKind, Connection, ProviderKind, validate_base_url
     from dockyard.domain.errors import DockyardError
-    from dockyard.models.deployments import Connection, validate_base_url
-    from dockyard.models.upstreams import AuthKind, ProviderKind
 
     azure = azure_endpoint is not None
     if api_key_stdin and entra:

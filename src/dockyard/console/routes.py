@@ -26,7 +26,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_caller, authenticate_operator, read_body, services
-from dockyard.api.errors import error_response
 from dockyard.console.auth import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, ConsoleAuth, ConsoleSession
 from dockyard.console.own_api import OwnApi, error_text
 from dockyard.console.waterfall import waterfall
@@ -39,6 +38,7 @@ from dockyard.gateway.tracing import new_span_id, new_trace_id
 from dockyard.home import Home
 from dockyard.runtime.base import WorkloadKey
 from dockyard.settings import base_url
+from dockyard.wire_errors import error_response
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 # The operator's route `dockyard console` mints a sign-in link with.

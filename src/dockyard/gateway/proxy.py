@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 from starlette.responses import Response, StreamingResponse
 
-from dockyard.api.errors import error_response, stream_error_event
 from dockyard.gateway.tracing import upstream_headers
+from dockyard.wire_errors import error_response, stream_error_event
 
 log = logging.getLogger("dockyard.gateway")
 

@@ -26,21 +26,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from dockyard.domain.errors import NotFound, ServiceUnavailable
-from dockyard.models.deployments import (
+from dockyard.domain.deployments import (
     CONNECTION_NOT_FOUND,
     DEPLOYMENT_NOT_FOUND,
-    MODEL_DEPLOYMENT,
+    AuthKind,
     Connection,
     Deployment,
-    ProjectConnection,
+    ProviderKind,
     default_capabilities,
     embedding_capabilities,
     is_embedding_model,
+)
+from dockyard.domain.errors import NotFound, ServiceUnavailable
+from dockyard.models.deployments import (
+    MODEL_DEPLOYMENT,
+    ProjectConnection,
     model_connection_view,
     registry_connection_view,
 )
-from dockyard.models.upstreams import AuthKind, ModelKind, ProviderKind, Upstream
+from dockyard.models.upstreams import ModelKind, Upstream
 from dockyard.store.models import ModelStore, connection_not_found
 from dockyard.store.registries import RegistryStore
 

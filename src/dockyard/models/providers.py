@@ -27,8 +27,9 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from dockyard.domain.deployments import AuthKind, ProviderKind
 from dockyard.domain.errors import BadRequest, DockyardError
-from dockyard.models.upstreams import AuthKind, ModelKind, ProviderKind, Upstream
+from dockyard.models.upstreams import ModelKind, Upstream
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # A token is renewed this long before it expires, so none expires between check and use.

@@ -18,7 +18,7 @@ What callers meet, and why:
   x-ratelimit-*) included. Upstreams speak OpenAI's error shape, and clients parse it and honour
   their own retry rules (openai retries 429 and 5xx, after Retry-After when given).
 - A stream that breaks off: the caller gets one last error event before the stream ends, in the
-  shape its API uses (`api.errors.stream_error_event`), so no client mistakes a cut answer for a whole one.
+  shape its API uses (`wire_errors.stream_error_event`), so no client mistakes a cut answer for a whole one.
 
 Tokens: answers are not parsed, but the usage object an answer ends with is cheap to find, and
 `on_usage` hands it to /metrics (api/metrics.py): in a whole JSON body, the last `"usage":{…}`; in a
@@ -37,10 +37,10 @@ from typing import Any
 import aiohttp
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from dockyard.api.errors import error_response, stream_error_event
 from dockyard.models.providers import Operation
 from dockyard.models.translate import ChatChunks, ResponsesStream, chat_to_response, responses_to_chat
 from dockyard.models.upstreams import Upstream
+from dockyard.wire_errors import error_response, stream_error_event
 
 log = logging.getLogger("dockyard.models")
 

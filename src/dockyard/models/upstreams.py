@@ -9,15 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-
-class ProviderKind(str, Enum):
-    # Any server speaking OpenAI's REST API under a base URL that ends in /v1 (llama.cpp, vLLM, Ollama,
-    # LM Studio, OpenAI itself).
-    OPENAI = "openai"
-    # Azure OpenAI: an endpoint root; calls go to {endpoint}/openai/v1/... (or /openai/deployments/...).
-    AZURE_OPENAI = "azure_openai"
-    # The llama.cpp server dockyard runs itself; its base URL is known only once it has started.
-    LOCAL = "local"
+from dockyard.domain.deployments import AuthKind, ProviderKind
 
 
 class ModelKind(str, Enum):
@@ -30,13 +22,6 @@ class ModelKind(str, Enum):
     # An embedding model: embeddings only (the local embedding server, or a deployment whose
     # capabilities say embeddings and not chat).
     EMBEDDINGS = "embeddings"
-
-
-class AuthKind(str, Enum):
-    NONE = "none"
-    API_KEY = "api_key"
-    # Entra ID: a token for https://cognitiveservices.azure.com from dockyard's own credential.
-    ENTRA = "entra"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 One store for both: a deployment names its connection, and the two are read together (the catalog
 snapshots a project's deployments and connections in one transaction). Rows become the pure values
-of `dockyard.models.deployments`; validation happens there, before anything is written.
+of `dockyard.domain.deployments`; validation happens there, before anything is written.
 
 API keys are sealed with the home's key (store/secrets.py) before they reach the database. They never
 leave this module except inside a `Connection`, whose repr hides them.
@@ -17,9 +17,16 @@ from sqlalchemy import CursorResult, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dockyard.domain.deployments import (
+    CONNECTION_NOT_FOUND,
+    DEPLOYMENT_NOT_FOUND,
+    AuthKind,
+    Connection,
+    Deployment,
+    ProviderKind,
+    Sku,
+)
 from dockyard.domain.errors import Conflict, NotFound
-from dockyard.models.deployments import CONNECTION_NOT_FOUND, DEPLOYMENT_NOT_FOUND, Connection, Deployment, Sku
-from dockyard.models.upstreams import AuthKind, ProviderKind
 from dockyard.store.database import Repository
 from dockyard.store.secrets import SecretBox, is_sealed
 from dockyard.store.tables import DeploymentRow, ModelConnectionRow, RegistryConnectionRow
