@@ -206,8 +206,8 @@ def test_live_logs_follow_the_session(page: Any, server: DockyardProcess, client
     openai.responses.create(input="a line to follow", extra_body={"agent_session_id": session})
     playwright_api.expect(log).to_contain_text("turn: a line to follow")
     page.screenshot(path=str(tmp_path / "logs.png"))
-    # Leave, then one more line: the API's log stream notices the browser has gone when it next has a line to
-    # send (until then its reader thread waits for one), and dockyard's shutdown need not wait for it.
+    # Leave, then one more turn. (Leaving ends the relayed stream's wait for a line at once: a stop right after
+    # need not wait for the agent's next line; test_log_stream_stop.py checks that.)
     page.goto(f"{server.url}/console/traces?agent={AGENT_NAME}&session={session}")
     openai.responses.create(input="after leaving", extra_body={"agent_session_id": session})
     # The session's traces: the playground's turn and the SDK's.

@@ -12,9 +12,10 @@ import json
 import time
 from collections.abc import AsyncIterator
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.dependencies import authenticate_caller, authenticate_operator, project, services, wire_shape
 from dockyard.api.schemas import answers
@@ -78,9 +79,14 @@ async def log_stream(
         )
 
     async def frames() -> AsyncIterator[bytes]:
+        # Each line is read in a worker thread, which blocks until the agent writes one. When the client
+        # leaves (or dockyard stops) the wait is abandoned, not sat out: a thread cannot be cancelled, so
+        # a plain threadpool call would hold the request (and a graceful stop) until the agent's next line.
+        # Closing the stream then ends the abandoned read (LogStream.close may come from another thread).
+        lines = iter(stream)
         try:
             yield _frame("status", "Successfully connected to container")
-            async for line in iterate_in_threadpool(iter(stream)):
+            while (line := await to_thread.run_sync(next, lines, None, abandon_on_cancel=True)) is not None:
                 yield _frame("stdout", line)
         finally:
             stream.close()
