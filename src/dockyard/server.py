@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import logging.config
 import os
@@ -276,6 +277,9 @@ def serve(settings: Settings) -> None:
     # handler was there before. Make that a no-op so a requested stop exits 0 rather than 130 or -15.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
+    # What start-up built lives until the end: out of the collector's sight, it costs nothing to scan, neither
+    # in each full collection while serving nor in the interpreter's last one at exit (1.5–3.5 s of a stop).
+    gc.freeze()
     try:
         server.run(sockets=sockets)
     finally:
