@@ -16,6 +16,7 @@ import pytest
 from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import CodeConfiguration, HostedAgentDefinition, ProtocolVersionRecord
 from azure.identity import DefaultAzureCredential
+from support.hosted import bearer_token, tls_context
 from support.process import DockyardProcess, dockyard_command
 
 pytestmark = pytest.mark.e2e
@@ -66,12 +67,8 @@ def deploy(dockyard: DockyardProcess, tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def operator(dockyard: DockyardProcess) -> httpx.Client:
-    tls = ssl.create_default_context(cafile=str(dockyard.home / "tls" / "ca.pem"))
-    env = dockyard.env()
-    token = httpx.get(env["IDENTITY_ENDPOINT"], verify=tls, headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
-                      params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"}).json()["access_token"]
-    return httpx.Client(base_url=dockyard.endpoint, verify=tls, timeout=120,
-                        headers={"Authorization": f"Bearer {token}"})
+    return httpx.Client(base_url=dockyard.endpoint, verify=tls_context(dockyard), timeout=120,
+                        headers={"Authorization": f"Bearer {bearer_token(dockyard)}"})
 
 
 def ask(client: httpx.Client, agent: str, session: str) -> httpx.Response:

@@ -4,7 +4,6 @@ parser. The counts must equal what the openai client was told."""
 
 from __future__ import annotations
 
-import ssl
 import subprocess
 from collections.abc import Iterator
 
@@ -12,6 +11,7 @@ import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.hosted import bearer_token, tls_context
 from support.llama import LlamaServer
 from support.process import DockyardProcess, dockyard_command
 
@@ -32,12 +32,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, llama: LlamaServer) -> Iter
 
 @pytest.fixture(scope="module")
 def http(server: DockyardProcess) -> Iterator[httpx.Client]:
-    env = server.env()
-    with httpx.Client(verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"]), timeout=120) as session:
-        answer = session.get(env["IDENTITY_ENDPOINT"], headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
-                             params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"})
-        answer.raise_for_status()
-        session.headers["authorization"] = f"Bearer {answer.json()['access_token']}"
+    with httpx.Client(verify=tls_context(server), timeout=120) as session:
+        session.headers["authorization"] = f"Bearer {bearer_token(server)}"
         yield session
 
 

@@ -71,12 +71,13 @@ def tls_context(server: DockyardProcess) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=server.env()["REQUESTS_CA_BUNDLE"])
 
 
-def bearer_token(server: DockyardProcess, **params: str) -> str:
+def bearer_token(server: DockyardProcess, *, identity_header: str | None = None, **params: str) -> str:
     """A token from dockyard's managed-identity endpoint, as DefaultAzureCredential would get it (`client_id=`
-    for a named user)."""
+    for a named user, `resource=` for another audience; `identity_header` a sandbox's, for its agent token)."""
     env = server.env()
     answer = httpx.get(env["IDENTITY_ENDPOINT"],
                        params={"api-version": "2019-08-01", "resource": "https://ai.azure.com", **params},
-                       headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, verify=tls_context(server))
+                       headers={"X-IDENTITY-HEADER": identity_header or env["IDENTITY_HEADER"]},
+                       verify=tls_context(server))
     assert answer.status_code == 200, answer.text
     return str(answer.json()["access_token"])

@@ -130,12 +130,8 @@ def test_idle_session_is_released_and_resumes_transparently(project: AIProjectCl
 
 
 def test_disable_and_enable(project: AIProjectClient, server: DockyardProcess, agent: str) -> None:
-    env = server.env()
-    token = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
-                      headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]},
-                      verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])).json()["access_token"]
-    with httpx.Client(verify=ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"]),
-                      headers={"Authorization": f"Bearer {token}"}, params={"api-version": "v1"}) as http:
+    with httpx.Client(verify=tls_context(server), headers={"Authorization": f"Bearer {bearer_token(server)}"},
+                      params={"api-version": "v1"}) as http:
         assert http.post(f"{server.endpoint}/agents/{agent}:disable").status_code == 204
         assert project.agents.get(agent_name=agent).state == "disabled"
         refused = http.post(f"{server.endpoint}/agents/{agent}/endpoint/protocols/openai/responses",
@@ -146,11 +142,8 @@ def test_disable_and_enable(project: AIProjectClient, server: DockyardProcess, a
 
 
 def test_bad_input_is_refused_without_leaking_internals(server: DockyardProcess, agent: str) -> None:
-    env = server.env()
-    verify = ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])
-    token = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01", "resource": "https://ai.azure.com"},
-                      headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, verify=verify).json()["access_token"]
-    with httpx.Client(verify=verify, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+    with httpx.Client(verify=tls_context(server), headers={"Authorization": f"Bearer {bearer_token(server)}"},
+                      timeout=60) as http:
         base = f"{server.endpoint}/openai/v1/responses"
         unknown = http.post(base, json={"input": "x", "agent_reference": {"type": "agent_reference", "name": "nobody"}})
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "AgentNotFound"

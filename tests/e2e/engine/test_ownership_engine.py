@@ -22,7 +22,7 @@ from azure.ai.projects import AIProjectClient
 from azure.ai.projects.models import VersionRefIndicator
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import DefaultAzureCredential
-from support.hosted import deploy, tls_context
+from support.hosted import bearer_token, deploy, tls_context
 from support.process import DockyardProcess
 
 from dockyard.home import Home
@@ -37,16 +37,6 @@ V1 = {"api-version": "v1"}
 class Caller:
     name: str
     http: httpx.Client
-
-
-def _token(server: DockyardProcess, **params: str) -> str:
-    env = server.env()
-    header = params.pop("identity_header", env["IDENTITY_HEADER"])
-    answer = httpx.get(env["IDENTITY_ENDPOINT"], params={"api-version": "2019-08-01",
-                                                         "resource": "https://ai.azure.com", **params},
-                       headers={"X-IDENTITY-HEADER": header}, verify=tls_context(server))
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["access_token"])
 
 
 def _client(server: DockyardProcess, name: str, token: str) -> Caller:
@@ -69,13 +59,15 @@ def invocations_agent(project: AIProjectClient, image: str) -> str:
 def callers(server: DockyardProcess) -> Iterator[dict[str, Caller]]:
     secret = Home(server.home).identity_secret()
     made = {
-        "operator": _client(server, "operator", _token(server)),
-        "alice": _client(server, "alice", _token(server, client_id="alice")),
-        "bob": _client(server, "bob", _token(server, client_id="bob")),
+        "operator": _client(server, "operator", bearer_token(server)),
+        "alice": _client(server, "alice", bearer_token(server, client_id="alice")),
+        "bob": _client(server, "bob", bearer_token(server, client_id="bob")),
         # Two agents' own identities, as their containers get them (the identity endpoint is stateless:
         # any version uid with the right HMAC is that version's identity).
-        "agent-a": _client(server, "agent-a", _token(server, identity_header=agent_identity_header(secret, "a" * 32))),
-        "agent-b": _client(server, "agent-b", _token(server, identity_header=agent_identity_header(secret, "b" * 32))),
+        "agent-a": _client(server, "agent-a",
+                              bearer_token(server, identity_header=agent_identity_header(secret, "a" * 32))),
+        "agent-b": _client(server, "agent-b",
+                              bearer_token(server, identity_header=agent_identity_header(secret, "b" * 32))),
     }
     yield made
     for caller in made.values():
