@@ -23,6 +23,7 @@ import uvicorn
 from dockyard.api.app import create_app
 from dockyard.api.dependencies import Services
 from dockyard.console.auth import ConsoleAuth
+from dockyard.console.routes import install as install_console
 from dockyard.control_plane import ControlPlane
 from dockyard.domain.admission import Admission, Budget, budget_from, read_machine
 from dockyard.domain.errors import CONTAINER_RUNTIME_UNAVAILABLE
@@ -244,7 +245,8 @@ def serve(settings: Settings) -> None:
     elif engine is None and settings.runtime != "containers":
         container_base_url = base_url(settings.host, settings.port)  # processes reach dockyard on loopback
     ensure_tls(home, extra_names=names)
-    app = create_app(build_services(settings, home, engine=engine, container_base_url=container_base_url))
+    app = create_app(build_services(settings, home, engine=engine, container_base_url=container_base_url),
+                     mounts=[install_console])
     config = uvicorn.Config(
         app,
         ssl_certfile=str(home.server_cert),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -36,7 +36,6 @@ from dockyard.api import (
 from dockyard.api.dependencies import Services
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.request_ids import RequestIdMiddleware
-from dockyard.console.routes import install as install_console
 from dockyard.gateway.proxy import sandbox_client
 from dockyard.gateway.tracing import TracingMiddleware
 from dockyard.metrics import Metrics
@@ -44,7 +43,12 @@ from dockyard.store.traces import TraceWriter
 from dockyard.tools.toolboxes import ToolboxServer
 
 
-def create_app(services: Services) -> ASGIApp:
+def create_app(services: Services, *, mounts: Sequence[Callable[[FastAPI], None]] = ()) -> ASGIApp:
+    """The API around `services`; `mounts` add what else answers on the same app (the server's web console).
+
+    They are handed in, not imported: the console stands above the API (it signs callers in with the API's
+    own dependencies), so the API cannot import it without an import running back up.
+    """
     settings = services.settings
     services.metrics = services.metrics or Metrics(services.sessions, services.control_plane.store)
     writer = None if services.traces is None else TraceWriter(
@@ -128,5 +132,6 @@ def create_app(services: Services) -> ASGIApp:
     app.include_router(admission.router)
     app.include_router(openapi.router)
     # The web console: pages at /console/ (and / redirects there), behind its own sign-in.
-    install_console(app)
+    for mount in mounts:
+        mount(app)
     return RequestIdMiddleware(TracingMiddleware(app, metrics.gateway_call_finished(services, writer)))

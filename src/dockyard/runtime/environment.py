@@ -36,9 +36,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dockyard.domain.deployments import CONNECTION_NOT_FOUND
 from dockyard.domain.errors import NotFound
 from dockyard.identity.agents import agent_identity_header
-from dockyard.models.deployments import CONNECTION_NOT_FOUND, ProjectConnection, resolve_references
+from dockyard.models.deployments import ProjectConnection, resolve_references
 from dockyard.settings import IDENTITY_PATH
 from dockyard.store.agents import DesiredVersion
 
