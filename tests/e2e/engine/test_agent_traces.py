@@ -124,7 +124,10 @@ def test_the_log_stream_shows_the_agents_own_lines_and_no_span_dumps(server: Doc
     assert starting < 20, "\n".join(output[:starting + 1])
     assert any("storage_provider=FoundryStorageProvider" in line for line in output)  # stderr: any order
     assert not any('"trace_id"' in line or '"span_id"' in line or '"resource"' in line for line in output), output
-    assert len(output) < 50, output
+    # The adapter's own lines per request are about ten (inbound, created, storage calls, completed); a span dump
+    # was hundreds. The session may have served other tests' calls too (the caller's shared session).
+    requests = sum("Inbound POST /responses started" in line for line in output)
+    assert len(output) < 25 + 12 * max(requests, 1), "\n".join(output)
 
 
 def test_metrics_count_the_calls(server: DockyardProcess, project: AIProjectClient, image: str,
