@@ -45,9 +45,14 @@ def _read_until(read: Callable[[], bytes], done: Callable[[str], bool], timeout:
     return text
 
 
-def _stop(process: subprocess.Popen[bytes]) -> int:
+def _stop(process: subprocess.Popen[bytes], drain: Callable[[], bytes]) -> int:
+    """Ctrl-C, then wait for the exit while still reading what the watch writes, as a terminal does: a watch
+    blocked writing into a full pipe or pty (a test starved of CPU stops reading) could not finish its last draw."""
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    return process.wait(timeout=20)
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        drain()
+    return process.wait(timeout=1)
 
 
 def test_watch_redraws_the_table_in_place_on_a_terminal_and_ctrl_c_exits_0(dockyard: DockyardProcess) -> None:
@@ -72,7 +77,7 @@ def test_watch_redraws_the_table_in_place_on_a_terminal_and_ctrl_c_exits_0(docky
         # Rich's Live moves the cursor up over the last table and draws the next one over it.
         assert "\x1b[1A" in text and "\x1b[2K" in text
     finally:
-        code = _stop(process)
+        code = _stop(process, read)
         os.close(main)
     assert code == 0
 
@@ -98,7 +103,7 @@ def test_watch_into_a_pipe_prints_each_refresh_and_shows_what_changed(dockyard: 
         _create_agent(dockyard, first)
         text += _read_until(read, lambda seen: re.search(rf"{first}\W+2\W", seen) is not None)
     finally:
-        code = _stop(process)
+        code = _stop(process, read)
     assert code == 0, process.stderr.read() if process.stderr else ""
 
 
@@ -124,7 +129,7 @@ def test_watch_shows_the_admission_budget_under_each_table(tmp_path_factory: pyt
         try:
             text = _read_until(read, lambda seen: seen.count("budget: 0 sandboxes; memory 0.0Gi of 4.0Gi") >= 2)
         finally:
-            code = _stop(process)
+            code = _stop(process, read)
         assert code == 0
         assert text.index("refreshed") < text.index("budget:")
     finally:
