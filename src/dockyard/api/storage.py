@@ -62,6 +62,7 @@ def storage_scope(request: Request) -> StorageScope:
     """The agent and caller this request may reach: from the sandbox's token and the call id it forwards.
     The token is checked first, so a caller without one learns nothing else (not even the project)."""
     principal = sandbox_principal(request)
+    project(request)  # an unknown project is its 404 before anything about the call
     call = verified_call(request, principal)
     if call is None:
         raise BadRequest(f"Send the {CALL_ID_HEADER} header of the request being served: dockyard sends one with "
